@@ -1,0 +1,1 @@
+"""Benchmark datasets, one module per format. Modules are discovered automatically."""

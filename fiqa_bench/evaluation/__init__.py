@@ -1,0 +1,1 @@
+"""fiqa-bench plug-in package."""

@@ -1,0 +1,1 @@
+"""In-repo CR-FIQA training: RecordIO, training datasets, objective, trainer, configs."""
