@@ -65,6 +65,7 @@ class YuNetDetector:
     def _detector(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
         det = getattr(self._local, "det", None)
         if det is None:
+            _quiet_opencv()
             det = cv2.FaceDetectorYN.create(
                 str(self.path), "", size, self.score_threshold, self.nms_threshold, self.top_k
             )
@@ -85,6 +86,14 @@ class YuNetDetector:
             lm = f[4:14].reshape(5, 2).astype(np.float32)
             out.append(Detection(box=f[0:4].astype(np.float32), landmarks=lm, score=float(f[14])))
         return out
+
+
+def _quiet_opencv() -> None:
+    # OpenCV 5's DNN engine warns once per detector about unsupported targets; it is harmless noise.
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
 
 
 def pick_face(detections: list[Detection], image_shape: tuple[int, ...]) -> Detection | None:

@@ -52,7 +52,7 @@ class FRModel(ABC):
 
     def fingerprint(self) -> str:
         """Identifies card + weights + options: part of every cache key."""
-        return self.card.fingerprint()
+        return producer_fingerprint(self)
 
 
 class QualityMethod(ABC):
@@ -82,7 +82,28 @@ class QualityMethod(ABC):
         raise NotImplementedError(f"{self.card.name} does not score from embeddings")
 
     def fingerprint(self) -> str:
-        return self.card.fingerprint()
+        return producer_fingerprint(self)
+
+
+def producer_fingerprint(obj: Any) -> str:
+    """Card + weights file hash + options (+ a bound FR model) of a model or method.
+
+    Implementations set ``weights_path`` (a Path or None) and ``options`` (a dict of everything that
+    changes their output); a method that uses an FR model keeps it in ``fr_model``.
+    """
+    from .registry import file_fingerprint
+
+    weights = getattr(obj, "weights_path", None)
+    options = getattr(obj, "options", {}) or {}
+    parts = [
+        obj.card.fingerprint(),
+        file_fingerprint(weights) if weights else None,
+        sorted((str(k), repr(v)) for k, v in options.items() if k != "fr_model"),
+    ]
+    fr_model = getattr(obj, "fr_model", None)
+    if fr_model is not None and fr_model is not obj:
+        parts.append(fr_model.fingerprint())
+    return hash_strings([str(p) for p in parts])
 
 
 def orient(card: Card, raw: np.ndarray) -> np.ndarray:

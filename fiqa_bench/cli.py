@@ -1,0 +1,153 @@
+"""``fiqa-bench``: a thin command line over the public API. User errors print as one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import FiqaError
+
+# Subcommands that live in other modules: name -> (module, add_arguments, main, help).
+EXTERNAL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "evaluate": ("fiqa_bench.precomputed", "add_arguments", "main", "ERC/EDC tables from precomputed comparison and quality files"),
+    "report": ("fiqa_bench.reports.cli", "add_report_arguments", "report_main", "rebuild every report artefact from a results folder"),
+    "compare": ("fiqa_bench.reports.cli", "add_compare_arguments", "compare_main", "paired bootstrap test between two methods"),
+    "align": ("fiqa_bench.align", "add_arguments", "main", "detect 5 landmarks and warp faces to the 112x112 ArcFace template"),
+    "pack": ("fiqa_bench.training.pack", "add_arguments", "main", "pack an identity-per-folder image tree into train.rec/train.idx"),
+    "train": ("fiqa_bench.training.train", "add_arguments", "main", "train CR-FIQA (python or torchrun)"),
+}
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--methods", help="comma list of quality methods, 'all', NAME:ARG or NAME@FR_MODEL (default: face_norm,sharpness,exposure,yunet_confidence)")
+    p.add_argument("--models", help="comma list of FR models or 'all' (default: sface)")
+    p.add_argument("--datasets", help="comma list of datasets or 'all' (default: demo)")
+    p.add_argument("--fmr", help="comma list of FMR targets (default: 1e-3,1e-4)")
+    p.add_argument("--out", help="results folder (default: ./fiqa-results)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="image-decoding threads (default: 0 = in the main thread)")
+    p.add_argument("--data-root", help="folder holding the datasets (default: $FIQA_BENCH_DATA or ~/.fiqa-bench/data)")
+    p.add_argument("--weights-dir", help="folder holding weight files (default: $FIQA_BENCH_WEIGHTS or ~/.fiqa-bench/weights)")
+    p.add_argument("--weights", action="append", metavar="NAME=PATH", help="weights file for one method or model (repeatable)")
+    p.add_argument("--set", action="append", dest="set_options", metavar="NAME.OPTION=VALUE", help="option for a method or model, e.g. serfiq.T=20 (repeatable)")
+    p.add_argument("--cache-dir", help="cache folder (default: $FIQA_BENCH_CACHE or ~/.cache/fiqa-bench)")
+    p.add_argument("--skip-bad", action="store_true", help="skip bad images/pairs (counted and reported) instead of stopping")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default: 0 = none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-report", action="store_true", help="write results only, no plots/tables")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .api import run
+    from .specs import parse_set_options
+
+    results = run(
+        methods=args.methods,
+        models=args.models,
+        datasets=args.datasets,
+        fmr=args.fmr,
+        out=args.out,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        data_root=args.data_root,
+        weights_dir=args.weights_dir,
+        weights=_weights_list(args.weights),
+        options=parse_set_options(args.set_options),
+        cache_dir=args.cache_dir,
+        skip_bad=args.skip_bad,
+        report=not args.no_report,
+        progress=not args.quiet,
+        seed=args.seed,
+        bootstrap=args.bootstrap,
+    )
+    _print_table(results)
+    return 0
+
+
+def _weights_list(items: list[str] | None) -> dict[str, str] | None:
+    from .specs import parse_weights
+
+    return parse_weights(items) if items else None
+
+
+def _print_table(results: object) -> None:
+    import pandas as pd
+
+    if not isinstance(results, pd.DataFrame) or results.empty:
+        print("no results")
+        return
+    table = results.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc")
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
+        print("AUC (lower is better; ERC = recomputed threshold, EDC = fixed threshold pAUC):")
+        print(table.to_string())
+
+
+def _add_list_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets"])
+    p.add_argument("--data-root", help="folder holding the datasets")
+    p.add_argument("--weights-dir", help="folder holding weight files")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .listing import list_entries
+
+    print(list_entries(args.what, data_root=args.data_root, weights_dir=args.weights_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiqa-bench",
+        description="Face Image Quality Assessment benchmark: ERC/EDC curves, AUC tables and reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"fiqa-bench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("run", help="score, embed, evaluate and report (the main job)")
+    _add_run_arguments(p)
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("list", help="list methods, FR models and datasets with what each needs")
+    _add_list_arguments(p)
+    p.set_defaults(func=_cmd_list)
+    for name, (module, add_fn, main_fn, help_text) in EXTERNAL_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=None, external=(name, module, main_fn))
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            p.set_defaults(unavailable=str(exc))
+            continue
+        getattr(mod, add_fn)(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        if args.func is not None:
+            return int(args.func(args) or 0)
+        name, module, main_fn = args.external
+        if getattr(args, "unavailable", None):
+            raise FiqaError(f"fiqa-bench {name} is unavailable: {args.unavailable}")
+        return int(getattr(importlib.import_module(module), main_fn)(args) or 0)
+    except FiqaError as exc:
+        print(f"fiqa-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fiqa-bench: interrupted; finished work is cached and a rerun resumes from it.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

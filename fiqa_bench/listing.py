@@ -1,0 +1,60 @@
+"""``fiqa-bench list``: every registered entry with what it needs and whether that is here."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import FiqaError
+from .registry import DATASETS, FR_MODELS, METHODS, Card, check_requirements
+
+
+def _needs(card: Card, weights_dir: str | os.PathLike[str] | None) -> str:
+    parts = []
+    if card.needs_fr_model != "none":
+        models = ",".join(card.supported_fr_models) if card.supported_fr_models else card.needs_fr_model
+        parts.append(f"FR model: {models}")
+    for req in check_requirements(card, weights_dir):
+        mark = "ok" if req.present else "MISSING"
+        parts.append(f"{req.what} [{mark}{': ' + req.detail if not req.present and req.detail else ''}]")
+    if card.takes_argument:
+        parts.append(f"use as {card.name}:ARG")
+    return "; ".join(parts) or "nothing"
+
+
+def list_entries(what: str = "all", *, data_root: str | None = None, weights_dir: str | None = None) -> str:
+    lines: list[str] = []
+    if what in ("all", "methods"):
+        lines.append("Quality methods (raw direction flipped so higher = better):")
+        for card in METHODS.cards():
+            ref = " [reference line, not a method]" if card.reference_line else ""
+            direction = "lower raw = better" if card.score_direction == "lower_better" else "higher raw = better"
+            lines.append(f"  {card.name:<20} {card.summary}{ref}")
+            lines.append(f"  {'':<20} raw: {direction}; needs: {_needs(card, weights_dir)}")
+    if what in ("all", "models"):
+        lines.append("FR models:")
+        for card in FR_MODELS.cards():
+            dim = f"{card.embedding_size}-D, " if card.embedding_size else ""
+            size = f"{card.input_size[0]}x{card.input_size[1]} " if card.input_size else ""
+            lines.append(f"  {card.name:<20} {card.summary}")
+            lines.append(f"  {'':<20} {dim}{size}{card.colour} {card.normalisation}; needs: {_needs(card, weights_dir)}")
+    if what in ("all", "datasets"):
+        from .api import get_dataset
+
+        lines.append("Datasets:")
+        for card in DATASETS.cards():
+            if card.takes_argument:
+                lines.append(f"  {card.name:<20} {card.summary} (use as {card.name}:ARG)")
+                continue
+            try:
+                status = get_dataset(card.name, root=data_root).status()
+                mark = "present" if status.present else "missing"
+                pairs = f", {status.n_pairs} pairs" if status.n_pairs is not None else ""
+                detail = f"{mark}{pairs}: {status.detail}"
+            except FiqaError as exc:
+                detail = f"unavailable: {exc}"
+            lines.append(f"  {card.name:<20} {card.summary}")
+            lines.append(f"  {'':<20} {detail}")
+    for reg in (METHODS, FR_MODELS, DATASETS):
+        for err in reg.plugin_errors:
+            lines.append(f"plugin error: {err}")
+    return "\n".join(lines)
