@@ -13,6 +13,7 @@ import json
 import os
 import time
 import uuid
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class CacheSlot:
             try:
                 with np.load(path, allow_pickle=False) as z:
                     chunk_ids, chunk_values = z["ids"], z["values"]
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
                 continue  # a damaged chunk is recomputed, never trusted
             rows = np.array([position.get(str(i), -1) for i in chunk_ids], dtype=np.int64)
             keep = rows >= 0
