@@ -1,0 +1,231 @@
+"""Markdown and single-file HTML summaries (tables, warnings, provenance, embedded figures)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from typing import Any
+
+from ._load import Results, below_resolution, fmt_fmr
+from .latex import Table
+
+
+def plain_label(t: Table, j: int) -> str:
+    col = t.columns[j]
+    if t.compact:
+        return (f"{col.fr_model}, " if len({c.fr_model for c in t.columns}) > 1 else "") + f"FMR {fmt_fmr(col.fmr)}"
+    sub = f"FMR {fmt_fmr(col.fmr)}" if t.fmr is None else col.fr_model
+    return f"{col.dataset} / {sub}" + (" †" if col.warn else "")
+
+
+def table_title(t: Table) -> str:
+    what = "AUC" if t.protocol == "ERC" else "pAUC"
+    kind = {"ERC": "threshold recomputed", "EDC": "threshold fixed"}.get(t.protocol, t.protocol)
+    head = f"{'Mean over datasets: ' if t.compact else ''}{t.protocol} {what} ({kind})"
+    if t.fmr is not None:
+        head += f", FMR {fmt_fmr(t.fmr)}"
+    if t.scale_exp:
+        head += f", values x 10^{t.scale_exp}"
+    return head
+
+
+def _cell_text(t: Table, m: str, j: int) -> tuple[str, int]:
+    c = t.cells.get((m, j))
+    if c is None:
+        return "--", 0
+    txt = c.text
+    if math.isfinite(c.half_ci) and c.text != "--":
+        from .latex import _format
+
+        txt += f" ± {_format(c.half_ci, t.scale_exp)}"
+    return txt, c.rank
+
+
+def warnings(res: Results) -> list[str]:
+    out: list[str] = []
+    r = res.results
+    seen: set[tuple[str, str, float]] = set()
+    for rec in r.to_dict("records"):
+        key = (rec["dataset"], rec["fr_model"], float(rec["fmr"]))
+        if key in seen:
+            continue
+        n_imp = rec.get("n_impostor", float("nan"))
+        if below_resolution(key[2], n_imp) or not bool(rec.get("fmr_resolvable", True)):
+            seen.add(key)
+            n_txt = f"{int(n_imp)} impostor pairs, 1/n = {1 / n_imp:.2g}" if isinstance(n_imp, float) and n_imp > 0 else "too few impostor pairs"
+            ach = rec.get("achieved_fmr", float("nan"))
+            ach_txt = f"; achieved FMR {ach:.3g}" if isinstance(ach, float) and math.isfinite(ach) else ""
+            out.append(f"FMR target {fmt_fmr(key[2])} is below the resolution of {key[0]} with {key[1]} ({n_txt}){ach_txt}: "
+                       "the AUC is not measured at the stated FMR.")
+    notes = sorted({n for n in r["note"] if n and n.lower() != "nan"})
+    out.extend(f"note: {n}" for n in notes)
+    for name in res.datasets:
+        skipped = res.dataset_info(name).get("skipped") or []
+        if skipped:
+            out.append(f"{name}: {len(skipped)} item(s) skipped (listed below).")
+    for item in res.run.get("not_evaluated") or []:
+        if isinstance(item, dict):
+            out.append(f"not evaluated: {item.get('kind', '')} {item.get('name', '')}: {item.get('why', '')}".replace("  ", " "))
+    return out
+
+
+def _dataset_rows(res: Results) -> list[list[str]]:
+    rows = []
+    r = res.results
+    for ds in res.datasets:
+        info = res.dataset_info(ds)
+        d = r[r["dataset"] == ds]
+
+        def first(col: str, d: Any = d, info: dict = info) -> str:
+            v = d[col].dropna() if col in d.columns else []
+            if len(v):
+                return str(int(v.iloc[0]))
+            return str(info.get(col, "?"))
+
+        rows.append([ds, str(info.get("source", "")), str(info.get("n_images", "?")), first("n_pairs"), first("n_genuine"),
+                     first("n_impostor"), str(len(info.get("skipped") or []))])
+    return rows
+
+
+DATASET_HEAD = ["dataset", "source", "images", "pairs", "genuine", "impostor", "skipped"]
+
+
+def _provenance_items(res: Results) -> list[tuple[str, str]]:
+    run = res.run
+    items = []
+    for key in ("fiqa_bench_version", "torch_version", "numpy_version", "python", "platform", "started", "finished", "seed",
+                "bootstrap", "device"):
+        if key in run:
+            items.append((key, str(run[key])))
+    if "command" in run:
+        cmd = run["command"]
+        items.append(("command", " ".join(str(c) for c in cmd) if isinstance(cmd, list) else str(cmd)))
+    for kind in ("fr_models", "methods"):
+        for name, info in sorted((run.get(kind) or {}).items()):
+            if isinstance(info, dict):
+                sha = info.get("weights_sha256")
+                weights = info.get("weights")
+                desc = f"weights {weights} (sha256 {sha})" if weights else "no weight file"
+                items.append((f"{kind[:-1].replace('_', ' ')} {name}", desc))
+    return items
+
+
+def markdown(res: Results, tables: list[Table], figures: list[str]) -> str:
+    run = res.run
+    out = ["# fiqa-bench report", ""]
+    out.append("Built from the saved results in this folder (results.csv, curves.csv, pairs/, run.json) by "
+               "`fiqa-bench report`; nothing was recomputed. Lower AUC/pAUC is better. ERC = threshold recomputed on "
+               "the retained pairs (CR-FIQA/MagFace protocol); EDC = threshold fixed on all pairs (Schlett et al.).")
+    out.append("")
+    for name in res.datasets:
+        note = res.dataset_info(name).get("demo_note")
+        if note:
+            out += [f"> **{name}**: {note}", ""]
+    out += ["## Datasets", "", _md_table(DATASET_HEAD, _dataset_rows(res)), ""]
+    warns = warnings(res)
+    if warns:
+        out += ["## Warnings", ""] + [f"- {w}" for w in warns] + [""]
+    out += ["## Results", "", "Best per column in **bold**, second in _italics_; reference lines are not ranked. "
+            "± is the half-width of the 95% bootstrap confidence interval when bootstrapping was run.", ""]
+    for t in tables:
+        head = ["method"] + [plain_label(t, j) for j in range(len(t.columns))]
+        rows = []
+        for m in t.methods + t.references:
+            cells = []
+            for j in range(len(t.columns)):
+                txt, rank = _cell_text(t, m, j)
+                cells.append(f"**{txt}**" if rank == 1 else f"_{txt}_" if rank == 2 else txt)
+            rows.append([f"{m} (reference)" if m in t.references else m, *cells])
+        out += [f"### {table_title(t)}", "", _md_table(head, rows), ""]
+    skipped = [(ds, s) for ds in res.datasets for s in (res.dataset_info(ds).get("skipped") or []) if isinstance(s, dict)]
+    if skipped:
+        out += ["## Skipped items", "", _md_table(["dataset", "what", "where", "why"],
+                                                 [[ds, str(s.get("what", "")), str(s.get("where", "")), str(s.get("why", ""))] for ds, s in skipped]), ""]
+    out += ["## Figures", ""] + [f"- [{f}]({f})" for f in figures] + [""]
+    if run:
+        out += ["## Provenance", "", _md_table(["item", "value"], [[k, v] for k, v in _provenance_items(res)]), ""]
+    return "\n".join(out)
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_md_escape(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}thead th{border-bottom:1px solid #444}
+tbody tr.ref td{color:#666;font-style:italic}tbody tr.first-ref td{border-top:1px solid #999}
+table{border-top:2px solid #222;border-bottom:2px solid #222}td.best{font-weight:bold}td.second{text-decoration:underline}
+.warn{background:#fff4e0;border-left:4px solid #D55E00;padding:.5em 1em}.note{background:#eef5fb;padding:.5em 1em}
+figure{display:inline-block;margin:.5em;vertical-align:top}figcaption{font-size:.8em;color:#555}
+img{max-width:100%}code{background:#f3f3f3}"""
+
+
+def _h(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_table(head: list[str], rows: list[list[str]], classes: list[list[str]] | None = None,
+                row_classes: list[str] | None = None) -> str:
+    out = ["<table><thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for i, r in enumerate(rows):
+        rc = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        tds = []
+        for j, c in enumerate(r):
+            cc = classes[i][j] if classes else ""
+            tds.append(f'<td class="{cc}">{_h(c)}</td>' if cc else f"<td>{_h(c)}</td>")
+        out.append(f"<tr{rc}>" + "".join(tds) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def html_page(res: Results, tables: list[Table], images: list[tuple[str, bytes]]) -> str:
+    """One self-contained HTML file: tables as HTML, figures as base64 PNG, no external resources."""
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>fiqa-bench report</title>",
+             f"<style>{CSS}</style></head><body>", "<h1>fiqa-bench report</h1>"]
+    parts.append("<p>Built from the saved results (results.csv, curves.csv, pairs/, run.json) without recomputing anything. "
+                 "Lower AUC/pAUC is better. <b>ERC</b>: threshold recomputed on the retained pairs (CR-FIQA/MagFace protocol). "
+                 "<b>EDC</b>: threshold fixed on all pairs (Schlett et al.).</p>")
+    for name in res.datasets:
+        note = res.dataset_info(name).get("demo_note")
+        if note:
+            parts.append(f'<p class="note"><b>{_h(name)}</b>: {_h(note)}</p>')
+    parts += ["<h2>Datasets</h2>", _html_table(DATASET_HEAD, _dataset_rows(res))]
+    warns = warnings(res)
+    if warns:
+        parts.append('<h2>Warnings</h2><div class="warn"><ul>' + "".join(f"<li>{_h(w)}</li>" for w in warns) + "</ul></div>")
+    parts.append("<h2>Results</h2><p>Best per column in bold, second underlined; reference lines are not ranked. "
+                 "&plusmn; is the half-width of the 95% bootstrap confidence interval when bootstrapping was run.</p>")
+    for t in tables:
+        head = ["method"] + [plain_label(t, j) for j in range(len(t.columns))]
+        rows, classes, rclasses = [], [], []
+        for m in t.methods + t.references:
+            cells, cls = [m], [""]
+            for j in range(len(t.columns)):
+                txt, rank = _cell_text(t, m, j)
+                cells.append(txt)
+                cls.append("best" if rank == 1 else "second" if rank == 2 else "")
+            rows.append(cells)
+            classes.append(cls)
+            ref = m in t.references
+            rclasses.append(("ref first-ref" if m == t.references[0] else "ref") if ref else "")
+        parts += [f"<h3>{_h(table_title(t))}</h3>", _html_table(head, rows, classes, rclasses)]
+    parts.append("<h2>Figures</h2>")
+    for name, data in images:
+        b64 = base64.b64encode(data).decode("ascii")
+        parts.append(f'<figure><img alt="{_h(name)}" src="data:image/png;base64,{b64}"><figcaption>{_h(name)}</figcaption></figure>')
+    skipped = [(ds, s) for ds in res.datasets for s in (res.dataset_info(ds).get("skipped") or []) if isinstance(s, dict)]
+    if skipped:
+        parts += ["<h2>Skipped items</h2>", _html_table(["dataset", "what", "where", "why"],
+                                                        [[ds, s.get("what", ""), s.get("where", ""), s.get("why", "")] for ds, s in skipped])]
+    if res.run:
+        parts += ["<h2>Provenance</h2>", _html_table(["item", "value"], [[k, v] for k, v in _provenance_items(res)])]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
