@@ -1,0 +1,370 @@
+"""Helpers shared by the pair datasets: image store, decoding and validation, aligned/unaligned handling,
+folds, fingerprints and the load-time report.
+
+Every dataset keeps its unique images as encoded bytes (JPEG/PNG, as read from the file) and decodes
+them to RGB when the pipeline asks (``FaceSet.loader``); all images are decoded once at load time to
+check them, so an undecodable image is found before any scoring starts. Unaligned images are aligned
+once (YuNet or MTCNN) into a memory-mapped ``.npy`` cache under the cache folder, keyed by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fiqa_bench.errors import DataFormatError, FiqaError
+from fiqa_bench.faces import decode_rgb
+from fiqa_bench.types import ALIGNED_SIZE, FaceSet, LoadedDataset, Pairs, Skipped
+
+log = logging.getLogger("fiqa_bench.datasets")
+
+N_FOLDS = 10
+SKIP_HINT = "pass --skip-bad (skip_bad=True) to leave its pairs out (counted and reported)"
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def equal_folds(n: int, k: int = N_FOLDS) -> np.ndarray:
+    """Fold of each of ``n`` items in file order: ``k`` contiguous folds of equal size (the first
+    ``n % k`` folds one larger, as scikit-learn's unshuffled KFold, which the published protocols use)."""
+    k = max(1, min(k, n)) if n else 1
+    sizes = np.full(k, n // k, np.int64)
+    sizes[: n % k] += 1
+    return np.repeat(np.arange(k, dtype=np.int16), sizes)
+
+
+def parse_aligned(value: Any, where: str) -> bool | str:
+    """The aligned flag from an option: True, False or "auto"."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "aligned"):
+        return True
+    if text in ("0", "false", "no", "n", "unaligned"):
+        return False
+    if text == "auto":
+        return "auto"
+    raise FiqaError(f"{where}: option aligned={value!r} is not true, false or auto.")
+
+
+def check_options(name: str, options: dict[str, Any], known: Sequence[str]) -> None:
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise FiqaError(f"{name}: unknown option(s) {', '.join(unknown)}. Known options: {', '.join(sorted(known))}.")
+
+
+def read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+# -- image store -------------------------------------------------------------------------------------
+
+
+class BlobLoader:
+    """index -> RGB 112x112 face decoded from in-memory encoded bytes (a plain, picklable object)."""
+
+    def __init__(self, blobs: Sequence[bytes], where: Sequence[str]) -> None:
+        self.blobs = blobs
+        self.where = where
+
+    def __call__(self, index: int) -> np.ndarray:
+        rgb = decode_rgb(self.blobs[index])
+        if rgb is None or rgb.shape[:2] != (ALIGNED_SIZE, ALIGNED_SIZE):  # checked at load; defensive
+            raise DataFormatError(self.where[index], "image is no longer a decodable 112x112 face", "reload the dataset")
+        return rgb
+
+
+class ArrayLoader:
+    """index -> row of a (memory-mapped) N x 112 x 112 x 3 array of aligned crops."""
+
+    def __init__(self, crops: np.ndarray, index: np.ndarray | None = None) -> None:
+        self.crops = crops
+        self.index = index
+
+    def __call__(self, i: int) -> np.ndarray:
+        j = int(self.index[i]) if self.index is not None else i
+        return np.array(self.crops[j])
+
+
+class SubsetLoader:
+    """A loader restricted to some of another loader's images."""
+
+    def __init__(self, loader: Any, keep: np.ndarray) -> None:
+        self.loader = loader
+        self.keep = keep
+
+    def __call__(self, i: int) -> np.ndarray:
+        return self.loader(int(self.keep[i]))
+
+
+@dataclass
+class ImageTable:
+    """The unique images of a dataset before validation: stable id, encoded bytes and a location for
+    messages (a file path, or ``file#index`` inside a container)."""
+
+    ids: list[str] = field(default_factory=list)
+    blobs: list[bytes] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)
+
+    def add(self, image_id: str, blob: bytes, where: str) -> int:
+        self.ids.append(image_id)
+        self.blobs.append(blob)
+        self.where.append(where)
+        return len(self.ids) - 1
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def content_digest(self) -> str:
+        h = hashlib.sha256()
+        for i, b in zip(self.ids, self.blobs, strict=True):
+            h.update(i.encode())
+            h.update(digest(b))
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class PreparedFaces:
+    """Validated (and, if needed, aligned) images: the FaceSet plus which table rows it keeps."""
+
+    faces: FaceSet
+    keep: np.ndarray  # table index -> FaceSet index, -1 where the image was left out
+    skipped: list[Skipped]
+    aligned: bool  # were the source images already aligned
+    info: dict[str, Any]
+    fingerprint: str  # content + alignment
+    table_ids: list[str] = field(default_factory=list)  # ids of every table row (kept or not)
+
+
+def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> list[tuple[int, int] | None]:
+    """Decode every image once (to check it); H, W per image or None when undecodable."""
+
+    def shape(b: bytes) -> tuple[int, int] | None:
+        rgb = decode_rgb(b)
+        return None if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
+
+    bar = tqdm(total=len(blobs), desc=desc, unit="img", disable=not progress)
+    out: list[tuple[int, int] | None] = []
+    try:
+        if workers > 1 and len(blobs) > 64:
+            with ThreadPoolExecutor(workers) as pool:
+                for s in pool.map(shape, blobs, chunksize=64):
+                    out.append(s)
+                    bar.update()
+        else:
+            for b in blobs:
+                out.append(shape(b))
+                bar.update()
+    finally:
+        bar.close()
+    return out
+
+
+def prepare_faces(
+    name: str,
+    table: ImageTable,
+    *,
+    aligned: bool | str = True,
+    skip_bad: bool = False,
+    progress: bool = True,
+    workers: int = 2,
+    detector: str = "yunet",
+    no_face: str = "mean_landmarks",
+    cache_dir: str | Path | None = None,
+    fix: str = "",
+) -> PreparedFaces:
+    """Check every image; align unaligned sets; one clear error per bad image, or counted skips.
+
+    ``aligned``: True (images must be 112x112 faces), False (align every image on the fly) or "auto"
+    (aligned when every image is 112x112, else align them all). ``no_face`` (unaligned only):
+    "mean_landmarks" keeps images with no detected face, warped with the set's mean landmarks, or
+    "drop" leaves their pairs out; both are reported as Skipped("face") records.
+    """
+    if no_face not in ("mean_landmarks", "drop"):
+        raise FiqaError(f"{name}: option no_face={no_face!r} must be 'mean_landmarks' or 'drop'.")
+    shapes = _shapes(table.blobs, workers, progress, f"{name}: check images")
+    skipped: list[Skipped] = []
+    bad: set[int] = set()
+    for i, s in enumerate(shapes):
+        if s is None:
+            why = "cannot be decoded as a JPEG/PNG image"
+            if not skip_bad:
+                raise DataFormatError(table.where[i], why, fix or f"replace the image or {SKIP_HINT}")
+            skipped.append(Skipped("image", table.where[i], why + "; its pairs are left out"))
+            bad.add(i)
+    good_shapes = [s for s in shapes if s is not None]
+    if aligned == "auto":
+        aligned = all(s == (ALIGNED_SIZE, ALIGNED_SIZE) for s in good_shapes)
+        log.info("%s: images are %s (aligned=auto)", name, "112x112, used as aligned" if aligned else "not all 112x112, aligning them")
+    if aligned:
+        for i, s in enumerate(shapes):
+            if s is not None and s != (ALIGNED_SIZE, ALIGNED_SIZE):
+                why = f"is {s[1]}x{s[0]} pixels, not an aligned 112x112 face"
+                if not skip_bad:
+                    raise DataFormatError(
+                        table.where[i], why, "use the aligned release, pass aligned=false to align the images on the fly, or " + SKIP_HINT
+                    )
+                skipped.append(Skipped("image", table.where[i], why + "; its pairs are left out"))
+                bad.add(i)
+        keep_idx = np.array([i for i in range(len(table)) if i not in bad], np.int64)
+        loader: Any = SubsetLoader(BlobLoader(table.blobs, table.where), keep_idx)
+        meta: dict[str, np.ndarray] = {}
+        fingerprint = table.content_digest()
+        info: dict[str, Any] = {}
+    else:
+        from fiqa_bench.align import ALIGNER_VERSIONS
+
+        if detector not in ALIGNER_VERSIONS:
+            raise FiqaError(f"{name}: option detector={detector!r} must be one of {', '.join(ALIGNER_VERSIONS)}.")
+        fingerprint = hashlib.sha256((table.content_digest() + ALIGNER_VERSIONS[detector]).encode()).hexdigest()[:16]
+        crops, status, det_score, landmarks = _aligned_crops(name, table, fingerprint, detector, workers, progress, cache_dir)
+        n_no_face = 0
+        for i in np.flatnonzero(status == 1):
+            if i in bad:
+                continue
+            n_no_face += 1
+            if no_face == "drop":
+                bad.add(int(i))
+                skipped.append(Skipped("face", table.ids[i], f"no face found by {detector}; its pairs are left out (no_face=drop)"))
+            else:
+                skipped.append(Skipped("face", table.ids[i], f"no face found by {detector}; aligned with the set's mean landmarks"))
+        keep_idx = np.array([i for i in range(len(table)) if i not in bad], np.int64)
+        loader = ArrayLoader(crops, keep_idx)
+        meta = {"det_score": np.asarray(det_score)[keep_idx], "landmarks": np.asarray(landmarks)[keep_idx]}
+        n_checked = len(table) - sum(1 for s in shapes if s is None)
+        info = {
+            "detector": detector,
+            "no_face": n_no_face,
+            "alignment_failure_rate": float(n_no_face / max(n_checked, 1)),
+        }
+        fingerprint = hashlib.sha256((fingerprint + no_face).encode()).hexdigest()[:16]
+    keep = np.full(len(table), -1, np.int64)
+    keep[keep_idx] = np.arange(len(keep_idx))
+    faces = FaceSet(ids=[table.ids[i] for i in keep_idx], loader=loader, meta=meta)
+    return PreparedFaces(faces, keep, skipped, bool(aligned), info, fingerprint, list(table.ids))
+
+
+def _aligned_crops(
+    name: str, table: ImageTable, fingerprint: str, detector: str, workers: int, progress: bool, cache_dir: str | Path | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Aligned crops (memory-mapped from the cache when present) + status/score/landmarks per image."""
+    from fiqa_bench.align import align_sources
+    from fiqa_bench.cache import atomic_save_npz, default_cache_dir
+
+    folder = Path(cache_dir or default_cache_dir()) / "v1" / "aligned"
+    stem = f"{name.replace(':', '_').replace('/', '_')}-{fingerprint}"
+    crops_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.meta.npz"
+    n = len(table)
+    if crops_path.is_file() and meta_path.is_file():
+        try:
+            crops = np.load(crops_path, mmap_mode="r")
+            with np.load(meta_path, allow_pickle=False) as z:
+                if crops.shape == (n, ALIGNED_SIZE, ALIGNED_SIZE, 3) and len(z["status"]) == n:
+                    return crops, z["status"], z["det_score"], z["landmarks"]
+        except (OSError, ValueError, KeyError):
+            pass  # broken cache: recompute
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{stem}.npy.tmp"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, ALIGNED_SIZE, ALIGNED_SIZE, 3))
+    res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
+    out.flush()
+    del out
+    tmp.replace(crops_path)
+    atomic_save_npz(meta_path, status=res.status, det_score=res.det_score, landmarks=res.landmarks)
+    return np.load(crops_path, mmap_mode="r"), res.status, res.det_score, res.landmarks
+
+
+# -- assembling the loaded dataset ------------------------------------------------------------------
+
+
+def assemble(
+    name: str,
+    prepared: PreparedFaces,
+    a: np.ndarray,
+    b: np.ndarray,
+    genuine: np.ndarray,
+    fold: np.ndarray,
+    pair_where: Sequence[str],
+    *,
+    source: str,
+    fingerprint: str,
+    skipped: list[Skipped],
+    info: dict[str, Any],
+    progress: bool,
+) -> LoadedDataset:
+    """Pairs over table indices -> LoadedDataset over the FaceSet; pairs whose image was left out are
+    dropped with a Skipped record each; images no kept pair uses are removed."""
+    a_new, b_new = prepared.keep[np.asarray(a, np.int64)], prepared.keep[np.asarray(b, np.int64)]
+    ok = (a_new >= 0) & (b_new >= 0)
+    ids = prepared.faces.ids
+    all_skipped = list(skipped) + prepared.skipped
+    for k in np.flatnonzero(~ok):
+        gone = [prepared.table_ids[int(x)] for x, y in ((a[k], a_new[k]), (b[k], b_new[k])) if y < 0]
+        all_skipped.append(Skipped("pair", pair_where[k], f"left out: image {', '.join(gone)} is unusable"))
+    a_new, b_new = a_new[ok], b_new[ok]
+    genuine, fold = np.asarray(genuine, bool)[ok], np.asarray(fold, np.int16)[ok]
+    faces = prepared.faces
+    used = np.unique(np.concatenate([a_new, b_new])) if len(a_new) else np.zeros(0, np.int64)
+    if len(used) < len(ids):  # compact: only images a kept pair uses are scored
+        remap = np.full(len(ids), -1, np.int64)
+        remap[used] = np.arange(len(used))
+        faces = FaceSet(
+            ids=[ids[i] for i in used],
+            loader=SubsetLoader(faces.loader, used),
+            meta={k: v[used] for k, v in faces.meta.items()},
+        )
+        a_new, b_new = remap[a_new], remap[b_new]
+    # The fingerprint covers what is evaluated: image content/alignment, ids and the final pairs.
+    h = hashlib.sha256(fingerprint.encode())
+    for part in (a_new, b_new, genuine, fold):
+        h.update(np.ascontiguousarray(part).tobytes())
+    h.update("\0".join(faces.ids).encode())
+    data = LoadedDataset(
+        name=name,
+        faces=faces,
+        pairs=Pairs(a_new, b_new, genuine, fold),
+        source=source,
+        fingerprint=h.hexdigest()[:16],
+        aligned=prepared.aligned,
+        skipped=all_skipped,
+        info={**info, **prepared.info, "n_pairs_dropped": int((~ok).sum())},
+    )
+    report_loaded(data, progress)
+    return data
+
+
+def report_loaded(data: LoadedDataset, progress: bool) -> None:
+    """Log pair count and genuine/impostor balance (and any skips); warn on a lopsided set."""
+    p = data.pairs
+    n = len(p)
+    log.info("%s", data.summary())
+    if n == 0:
+        log.warning("%s: no pairs left to evaluate", data.name)
+    elif not 0.2 <= p.n_genuine / n <= 0.8:
+        log.warning("%s: unbalanced pairs: %d genuine / %d impostor", data.name, p.n_genuine, p.n_impostor)
+    if data.skipped:
+        counts: dict[str, int] = {}
+        for s in data.skipped:
+            counts[s.what] = counts.get(s.what, 0) + 1
+        text = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        msg = f"{data.name}: skipped/flagged {text} (listed in the report)"
+        if progress:
+            tqdm.write(msg)
+        else:
+            log.warning(msg)

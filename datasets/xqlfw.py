@@ -1,0 +1,225 @@
+"""XQLFW (cross-quality LFW) in its published aligned form.
+
+Layout under the data root (the first that exists wins):
+
+- ``<root>/xqlfw/xqlfw_aligned_112/<Name>/<Name>_<NNNN>.jpg`` + ``<root>/xqlfw/xqlfw_pairs.txt``
+- ``<root>/xqlfw_aligned_112/...`` + ``<root>/xqlfw_pairs.txt`` (the archive unpacked into the root)
+
+``xqlfw_pairs.txt``: a header line, then ``name n1 n2`` (genuine) or ``name1 n1 name2 n2`` (impostor);
+image numbers are 1-based (``<Name>_%04d.jpg``). Names and numbers are also accepted with a ``.jpg``
+extension (``Name_0001.jpg``), as the reference code writes them. Folds: when the header is
+``FOLDS<TAB>N`` and the file holds FOLDS x 2N pair lines, fold k is lines k*2N .. (k+1)*2N-1 (the LFW
+convention, 10 x 600 in the published file); otherwise 10 equal folds in file order.
+
+Images are aligned 112x112 faces (``aligned=True``, the default); ``aligned=false`` aligns another
+release on the fly (``detector=yunet|mtcnn``, ``no_face=mean_landmarks|drop``). Ids:
+``xqlfw/<Name>/<Name>_NNNN.jpg``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
+from fiqa_bench.registry import Card, register_dataset
+from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
+
+from ._common import (
+    N_FOLDS,
+    SKIP_HINT,
+    ImageTable,
+    assemble,
+    check_options,
+    equal_folds,
+    parse_aligned,
+    prepare_faces,
+    read_bytes,
+)
+
+IMAGES = "xqlfw_aligned_112"
+PAIRS = "xqlfw_pairs.txt"
+OPTIONS = ("aligned", "detector", "no_face", "workers", "cache_dir")
+_EXT = re.compile(r"\.(jpe?g|png)$", re.IGNORECASE)
+
+XQLFW_CARD = Card(
+    name="xqlfw",
+    kind="dataset",
+    summary="XQLFW: cross-quality LFW pairs (aligned 112x112 release + xqlfw_pairs.txt)",
+    paper="Knoche et al., Cross-Quality LFW: A Database for Analyzing Cross-Resolution Image Face Recognition in Unconstrained Environments, FG 2021",
+    licence="research use (LFW-derived, MIT-licensed pair lists); see the XQLFW project page",
+    normalisation="aligned 112x112 faces (published release), decoded to RGB",
+    default_options={"aligned": True, "detector": "yunet", "no_face": "mean_landmarks", "workers": 2},
+    notes=(
+        "Sub-paths under the data root, first found wins: xqlfw/xqlfw_aligned_112/<Name>/<Name>_NNNN.jpg + "
+        "xqlfw/xqlfw_pairs.txt, or xqlfw_aligned_112/ + xqlfw_pairs.txt directly in the root. Folds from a "
+        "'FOLDS N' header (LFW style), else 10 equal folds in file order. aligned=true (default); aligned=false "
+        "aligns on the fly (detector=yunet|mtcnn, no_face=mean_landmarks|drop)."
+    ),
+)
+
+
+def _number(tok: str) -> int:
+    """'1', '0001', '0001.jpg' or 'Name_0001.jpg' -> 1."""
+    stem = _EXT.sub("", tok)
+    digits = stem.rsplit("_", 1)[-1]
+    if not digits.isdigit():
+        raise ValueError(tok)
+    return int(digits)
+
+
+def _name(tok: str, num_tok: str) -> str:
+    """Person name; a 'Name_0001.jpg'-style token gives 'Name' when the number token repeats it."""
+    stem = _EXT.sub("", tok)
+    m = re.fullmatch(r"(.+)_(\d{4})", stem)
+    return m.group(1) if m and not num_tok.isdigit() else stem
+
+
+Row = tuple[str, int, str, int, bool, int, int]
+
+
+def parse_pairs(path: Path) -> tuple[list[Row], str]:
+    """Rows (name_a, n_a, name_b, n_b, genuine, fold, line number) and how the folds were set; errors
+    name file:line."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot be read ({exc})", "restore the pairs file") from None
+    numbered = [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
+    if not numbered:
+        raise DataFormatError(path, "is empty", "use the published xqlfw_pairs.txt")
+    folds_per: tuple[int, int] | None = None
+    head_no, head = numbered[0]
+    tok = head.split()
+    if len(tok) in (3, 4):
+        body = numbered  # no header: the first line is a pair
+    else:
+        body = numbered[1:]
+        if len(tok) == 2 and tok[0].isdigit() and tok[1].isdigit() and int(tok[0]) > 0 and int(tok[1]) > 0:
+            folds_per = (int(tok[0]), int(tok[1]))
+    rows: list[Row] = []
+    for lineno, line in body:
+        t = line.split()
+        try:
+            if len(t) == 3:
+                name = _name(t[0], t[1])
+                rows.append((name, _number(t[1]), name, _number(t[2]), True, 0, lineno))
+            elif len(t) == 4:
+                rows.append((_name(t[0], t[1]), _number(t[1]), _name(t[2], t[3]), _number(t[3]), False, 0, lineno))
+            else:
+                raise ValueError
+        except ValueError:
+            raise DataFormatError(
+                path, f"cannot parse {line!r} (expected 'name n1 n2' or 'name1 n1 name2 n2')",
+                "repair or remove the line", lineno,
+            ) from None
+        if rows[-1][1] < 1 or rows[-1][3] < 1:
+            raise DataFormatError(path, f"image numbers are 1-based, got {line!r}", "fix the image number", lineno)
+    if folds_per is not None:
+        nf, per = folds_per
+        if len(rows) != nf * 2 * per:
+            raise DataFormatError(
+                path, f"header promises {nf} folds x 2 x {per} = {nf * 2 * per} pairs but the file has {len(rows)}",
+                "use an unmodified pairs file or fix the header", head_no,
+            )
+        fold = np.arange(len(rows)) // (2 * per)
+        how = f"{nf} folds from the header"
+    else:
+        fold = equal_folds(len(rows), N_FOLDS)
+        how = f"{len(np.unique(fold))} equal folds in file order"
+    rows = [(a, na, b, nb, g, int(f), ln) for (a, na, b, nb, g, _, ln), f in zip(rows, fold, strict=True)]
+    return rows, how
+
+
+class XQLFW(Dataset):
+    card = XQLFW_CARD
+
+    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
+        check_options("xqlfw", options, OPTIONS)
+        super().__init__(root, **options)
+
+    def folder(self) -> Path:
+        for d in (self.root / "xqlfw", self.root):
+            if (d / PAIRS).is_file():
+                return d
+        return self.root / "xqlfw"
+
+    def status(self) -> DatasetStatus:
+        d = self.folder()
+        if not (d / PAIRS).is_file() or not (d / IMAGES).is_dir():
+            return DatasetStatus(False, f"put {IMAGES}/ and {PAIRS} in {self.root / 'xqlfw'}")
+        try:
+            rows, _ = parse_pairs(d / PAIRS)
+        except DataFormatError as exc:
+            return DatasetStatus(False, f"{d} is broken: {exc}")
+        return DatasetStatus(True, f"XQLFW folder: {d}", len(rows))
+
+    def load(self, *, skip_bad: bool = False, progress: bool = True) -> LoadedDataset:
+        d = self.folder()
+        pairs_path, images = d / PAIRS, d / IMAGES
+        for p in (pairs_path, images):
+            if not p.exists():
+                raise MissingDataError(
+                    "xqlfw", p, f"Put {IMAGES}/<Name>/<Name>_NNNN.jpg and {PAIRS} in {self.root / 'xqlfw'} "
+                    "(set the data root with --data-root or FIQA_BENCH_DATA).",
+                )
+        aligned = parse_aligned(self.options.get("aligned", True), "xqlfw")
+        rows, how = parse_pairs(pairs_path)
+        table = ImageTable()
+        index: dict[str, int] = {}
+        skipped: list[Skipped] = []
+        a, b, gen, fold, where = [], [], [], [], []
+        for na, ia, nb, ib, g, f, lineno in rows:
+            refs: list[int] = []
+            for name, num in ((na, ia), (nb, ib)):
+                rel = f"{name}/{name}_{num:04d}.jpg"
+                j = index.get(rel)
+                if j is None:
+                    blob = read_bytes(images / rel)
+                    if blob is None:
+                        why = f"image {images / rel} does not exist or cannot be read"
+                        if not skip_bad:
+                            raise DataFormatError(pairs_path, why, f"restore the image or {SKIP_HINT}", lineno)
+                        skipped.append(Skipped("pair", f"{pairs_path}:{lineno}", why))
+                        break
+                    j = index[rel] = table.add(f"xqlfw/{rel}", blob, str(images / rel))
+                refs.append(j)
+            if len(refs) != 2:
+                continue
+            a.append(refs[0])
+            b.append(refs[1])
+            gen.append(g)
+            fold.append(f)
+            where.append(f"{pairs_path}:{lineno}")
+        try:
+            workers = int(self.options.get("workers", 2))
+        except (TypeError, ValueError):
+            raise FiqaError("xqlfw: option workers must be an integer.") from None
+        cache_dir = self.options.get("cache_dir")
+        prepared = prepare_faces(
+            "xqlfw", table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
+            detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
+            cache_dir=cache_dir,
+        )
+        state = "aligned release" if prepared.aligned else f"aligned on the fly with {prepared.info.get('detector')}"
+        return assemble(
+            "xqlfw", prepared, np.array(a, np.int64), np.array(b, np.int64), np.array(gen, bool), np.array(fold, np.int16), where,
+            source=f"XQLFW folder {d} ({IMAGES}/ + {PAIRS}, {how}, {state})",
+            fingerprint=prepared.fingerprint + "-" + _text_digest(pairs_path),
+            skipped=skipped,
+            info={"folds": how},
+            progress=progress,
+        )
+
+
+def _text_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
+@register_dataset(XQLFW_CARD)
+def xqlfw(card: Card, root: str | Path | None = None, **options: Any) -> XQLFW:
+    return XQLFW(root, **options)
