@@ -1,0 +1,330 @@
+"""Benchmark of the evaluation engine (ERC + EDC) against a straightforward implementation.
+
+    python benchmarks/bench_evaluation.py            # 6k, 60k, 1M, 20M pairs (several minutes)
+    python benchmarks/bench_evaluation.py --quick    # 6k, 60k, 1M; straightforward on fewer methods
+    python benchmarks/bench_evaluation.py --no-write # print only, leave benchmarks/RESULTS.md alone
+
+Synthetic pairs with realistic score distributions: half genuine; genuine cosine ~ N(0.6, 0.15),
+impostor cosine ~ N(0.05, 0.1); each method's pair quality correlates (rho 0.1 ... 0.8) with how
+"easy" a pair is (high genuine score, low impostor score). One method is rounded to one decimal so
+that qualities tie heavily. 10 methods x 3 FMR targets (1e-2, 1e-3, 1e-4), ERC over the 20 default
+reject fractions, EDC pAUC to 0.2.
+
+The straightforward implementation (``erc_straightforward`` + ``edc_straightforward_cumsum``) is the
+protocol written the obvious way: per reject fraction re-sort the retained pairs and search the
+threshold among their impostor scores; EDC with one sort and one cumulative sum per FMR target. It is
+also the oracle of tests/test_evaluation_protocols.py, together with the explicit per-level loop
+``edc_straightforward``. It lives here, not in the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import re
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FMRS = (1e-2, 1e-3, 1e-4)
+FRACTIONS = np.round(np.arange(20) * 0.05, 2)
+LIMIT = 0.2
+
+
+# ------------------------------------------------------------------ the straightforward implementation
+
+
+def _n_reject(r: float, n: int) -> int:
+    return int(np.floor(round(r * n, 6)))
+
+
+def nearest_threshold_straightforward(imp_scores: np.ndarray, fmr: float) -> tuple[float, int]:
+    """Every impostor score is a candidate; threshold v accepts impostors with score > v.
+
+    Returns (threshold, accepted impostors) for the candidate whose FMR is nearest ``fmr``, ties in
+    distance going to the fewer accepted impostors.
+    """
+    asc = np.sort(imp_scores)
+    n = len(asc)
+    accepted = n - np.searchsorted(asc, asc, side="right")  # per candidate
+    dist = np.abs(accepted - fmr * n)
+    best = np.lexsort((accepted, dist))[0]
+    return asc[best], int(accepted[best])
+
+
+def erc_straightforward(sim, genuine, quality, fmrs, fractions=FRACTIONS) -> dict[str, np.ndarray]:
+    """ERC with recomputed threshold: per fraction, keep the pairs, sort their impostors, search."""
+    n = len(sim)
+    order = np.argsort(quality, kind="stable")  # quality, then pair index
+    fnmr = np.full((len(fmrs), len(fractions)), np.nan)
+    thr0 = np.full(len(fmrs), np.nan)
+    acc0 = np.zeros(len(fmrs), dtype=np.int64)
+    for i, r in enumerate(fractions):
+        keep = order[_n_reject(r, n) :]
+        s, g = sim[keep], genuine[keep]
+        imp, gen = s[~g], s[g]
+        if len(imp) == 0:
+            continue
+        for t, f in enumerate(fmrs):
+            thr, acc = nearest_threshold_straightforward(imp, f)
+            if i == 0:
+                thr0[t], acc0[t] = thr, acc
+            if len(gen):
+                fnmr[t, i] = np.count_nonzero(gen <= thr) / len(gen)
+    auc = np.trapezoid(fnmr, fractions, axis=1)
+    return {"fnmr": fnmr, "auc": auc, "threshold0": thr0, "accepted0": acc0}
+
+
+def _step_area(x, e, limit, normalised) -> float:
+    area = 0.0
+    for i in range(len(x) - 1):
+        if x[i] >= limit:
+            break
+        area += e[i] * (min(x[i + 1], limit) - x[i])
+    if normalised:
+        area -= e[0] * e[0] / 2 - max(0.0, e[0] - limit) ** 2 / 2
+    return float(area)
+
+
+def edc_straightforward(sim, genuine, quality, fmr, limit=LIMIT, normalised=False, threshold=None):
+    """EDC, explicit: for each distinct genuine quality level u, discard the genuine pairs with
+    quality <= u and count the false non-matches left. O(levels x genuine): small inputs only."""
+    if threshold is None:
+        threshold, _ = nearest_threshold_straightforward(sim[~genuine], fmr)
+    gq, gs = quality[genuine], sim[genuine]
+    ng = len(gq)
+    xs, es = [0.0], [np.count_nonzero(gs <= threshold) / ng]
+    for u in np.unique(gq):
+        rem = gq > u
+        left = int(np.count_nonzero(rem))
+        xs.append((ng - left) / ng)
+        es.append(np.count_nonzero(gs[rem] <= threshold) / left if left else 0.0)
+    x, e = np.array(xs), np.array(es)
+    return {"x": x, "fnmr": e, "auc": _step_area(x, e, limit, normalised), "threshold": threshold}
+
+
+def edc_straightforward_cumsum(sim, genuine, quality, fmr, limit=LIMIT, normalised=False):
+    """EDC the usual way (one sort, a reversed cumulative sum of errors, one step per quality level)."""
+    threshold, _ = nearest_threshold_straightforward(sim[~genuine], fmr)
+    gq, gs = quality[genuine], sim[genuine]
+    o = np.argsort(gq, kind="stable")
+    gq, gs = gq[o], gs[o]
+    ng = len(gq)
+    errors_from = np.cumsum((gs <= threshold)[::-1])[::-1]  # errors among positions >= j
+    d = np.concatenate(([0], np.flatnonzero(gq[1:] != gq[:-1]) + 1))
+    x = np.append(d / ng, 1.0)
+    e = np.append(errors_from[d] / (ng - d), 0.0)
+    return {"x": x, "fnmr": e, "auc": _step_area(x, e, limit, normalised), "threshold": threshold}
+
+
+def straightforward_all(sim, genuine, qualities: Mapping[str, np.ndarray], fmrs=FMRS) -> dict[str, tuple]:
+    out = {}
+    for name, q in qualities.items():
+        erc = erc_straightforward(sim, genuine, q, fmrs)
+        edc = [edc_straightforward_cumsum(sim, genuine, q, f) for f in fmrs]
+        out[name] = (erc, edc)
+    return out
+
+
+# ------------------------------------------------------------------------------------ synthetic data
+
+
+RHOS = np.linspace(0.1, 0.8, 10)
+
+
+def synthetic_pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(similarity, genuine, easiness): easiness is the standardised signal the qualities follow."""
+    rng = np.random.default_rng(seed)
+    genuine = np.zeros(n, dtype=bool)
+    genuine[: n // 2] = True
+    rng.shuffle(genuine)
+    z = rng.standard_normal(n)
+    sim = np.where(genuine, 0.6 + 0.15 * z, 0.05 + 0.1 * z)
+    easy = np.where(genuine, z, -z)  # low quality: weak genuine scores, strong impostor scores
+    return sim, genuine, easy
+
+
+class SyntheticQualities(Mapping[str, np.ndarray]):
+    """Qualities made on access (so 20M pairs x 10 methods never sit in memory together).
+    ``make_seconds`` accumulates the time spent making them, to subtract from timings."""
+
+    def __init__(self, easy: np.ndarray, n_methods: int, seed: int = 1) -> None:
+        self.easy, self.seed, self.make_seconds = easy, seed, 0.0
+        self.names = [f"m{i}" for i in range(n_methods)]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        t0 = time.perf_counter()
+        i = self.names.index(name)
+        rho = RHOS[i % len(RHOS)]
+        rng = np.random.default_rng(self.seed + i)
+        q = rho * self.easy + np.sqrt(1 - rho * rho) * rng.standard_normal(len(self.easy))
+        if i == len(RHOS) - 1:
+            q = np.round(q, 1)  # heavy ties
+        self.make_seconds += time.perf_counter() - t0
+        return q
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+# ------------------------------------------------------------------------------------------- timing
+
+
+def timed(fn) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process, result). CPU time is the fairer number on a
+    shared machine: it does not grow when other jobs take the cores."""
+    gc.collect()
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def peak_mib(fn) -> float:
+    """Peak MiB of Python/NumPy allocations during the call (tracemalloc; a separate run, because
+    tracemalloc slows down code that makes many small Python objects)."""
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return peak
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def bench_size(n: int, m_fast: int, m_slow: int) -> dict[str, object]:
+    from fiqa_bench.evaluation import evaluate
+
+    sim, gen, easy = synthetic_pairs(n)
+    qual = SyntheticQualities(easy, m_fast)
+    wall, cpu, _ = timed(lambda: evaluate(sim, gen, qual, FMRS))
+    make = qual.make_seconds  # making the synthetic qualities is not evaluation: subtract it
+    row: dict[str, object] = {"pairs": n, "methods": m_fast, "fast_s": wall - make, "fast_cpu_s": cpu - make}
+    qual.make_seconds = 0.0
+    row["fast_peak_mib"] = peak_mib(lambda: evaluate(sim, gen, qual, FMRS))
+    if m_slow:
+        slow_q = {k: qual[k] for k in list(qual)[:m_slow]}
+        s_wall, s_cpu, _ = timed(lambda: straightforward_all(sim, gen, slow_q))
+        row.update(slow_methods=m_slow, slow_s=s_wall, slow_cpu_s=s_cpu)
+        row["slow_peak_mib"] = peak_mib(lambda: straightforward_all(sim, gen, slow_q))
+        row["speedup"] = (s_cpu / m_slow) / (row["fast_cpu_s"] / m_fast)
+    return row
+
+
+def run(quick: bool) -> list[dict[str, object]]:
+    plan = [  # (pairs, methods for the fast run, methods for the straightforward run)
+        (6_000, 10, 10),
+        (60_000, 10, 3 if quick else 10),
+        (1_000_000, 10, 0 if quick else 1),
+    ]
+    if not quick:
+        plan.append((20_000_000, 10, 0))
+    rows = []
+    for n, m_fast, m_slow in plan:
+        row = bench_size(n, m_fast, m_slow)
+        rows.append(row)
+        print(_fmt_row(row), flush=True)
+        gc.collect()
+    return rows
+
+
+HEADER = (
+    "| pairs | methods | fast ERC+EDC wall [s] | fast CPU [s] | fast CPU per method [s] | fast peak [MiB] "
+    "| straightforward CPU per method [s] (methods run) | straightforward peak [MiB] | speed-up (CPU per method) |"
+)
+NCOL = 9
+
+
+def _fmt_row(r: dict[str, object]) -> str:
+    m = r["methods"]
+    slow = f"{r['slow_cpu_s'] / r['slow_methods']:.3f} ({r['slow_methods']})" if "slow_s" in r else "not run"
+    speed = f"{r['speedup']:.0f}x" if "speedup" in r else "-"
+    slow_peak = f"{r['slow_peak_mib']:.0f}" if "slow_peak_mib" in r else "-"
+    return (
+        f"| {r['pairs']:,} | {m} | {r['fast_s']:.2f} | {r['fast_cpu_s']:.2f} | {r['fast_cpu_s'] / m:.4f} "
+        f"| {r['fast_peak_mib']:.0f} | {slow} | {slow_peak} | {speed} |"
+    )
+
+
+def write_results(rows: list[dict[str, object]], quick: bool) -> Path:
+    path = REPO / "benchmarks" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    maxrss = _maxrss_mib()
+    section = "\n".join(
+        [
+            "## Evaluation",
+            "",
+            f"`python benchmarks/bench_evaluation.py{' --quick' if quick else ''}` on {cpu_model()}, "
+            f"{os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}, NumPy {np.__version__}; "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+            "",
+            "Per run: 10 quality methods (pair qualities, float64, one with heavy ties) x 3 FMR targets (1e-2, 1e-3, "
+            "1e-4); ERC at the 20 reject fractions 0..0.95 and EDC (pAUC to 0.2) for each. Synthetic pairs, half "
+            "genuine: genuine cosine ~ N(0.6, 0.15), impostor ~ N(0.05, 0.1). Fast = `fiqa_bench.evaluation.evaluate` "
+            "(time to make the synthetic qualities excluded); straightforward = `erc_straightforward` (per reject "
+            "fraction: re-sort the retained pairs, search the threshold among their impostor scores) + "
+            "`edc_straightforward_cumsum`, from this script, run in the same process on the same data on as many "
+            "methods as shown in brackets (per-method time compared; it scales linearly in methods). Peak = "
+            "tracemalloc peak of NumPy/Python allocations during the call, inputs excluded.",
+            "",
+            HEADER,
+            "|" + "---|" * NCOL,
+            *[_fmt_row(r) for r in rows],
+            "",
+            f"Process peak RSS over the whole benchmark: {maxrss:.0f} MiB.",
+            "",
+        ]
+    )
+    pattern = re.compile(r"^## Evaluation\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    return path
+
+
+def _maxrss_mib() -> float:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:  # not on Windows
+        return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="6k/60k/1M pairs; straightforward on fewer methods")
+    ap.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    args = ap.parse_args(argv)
+    print(f"{cpu_model()}, {os.cpu_count()} cores", flush=True)
+    print(HEADER)
+    print("|" + "---|" * NCOL)
+    rows = run(args.quick)
+    if not args.no_write:
+        print(f"wrote {write_results(rows, args.quick)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

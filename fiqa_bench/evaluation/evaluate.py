@@ -1,0 +1,192 @@
+"""``evaluate``: every method x protocol x FMR target on one score set, as tidy rows and curve points;
+plus the two small helpers the pipeline needs before it (pair quality, pair cosine similarity)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._core import (
+    DEFAULT_DISCARD_LIMIT,
+    DEFAULT_REJECT_FRACTIONS,
+    EvaluationError,
+    Scores,
+    check_pairs,
+    check_quality,
+    nearest_fmr_thresholds,
+)
+from .protocols import edc_note, erc_note
+from .stats import Setup, method_arrays, percentile_ci, run_bootstrap, step_values
+
+EDC_MAX_POINTS = 501  # curves.csv gets the exact EDC steps up to this many, else a 501-point grid
+
+
+def pair_quality(image_quality: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pair quality = the lower of the two images' qualities (higher = better)."""
+    q = np.asarray(image_quality)
+    return np.minimum(q[np.asarray(a)], q[np.asarray(b)])
+
+
+def cosine_similarity_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
+    """Cosine similarity of embedding rows a[i] and b[i], as float64.
+
+    Rows are L2-normalised once; the dot products run over slices of at most ``chunk`` pairs (and at
+    most ~64 MB of gathered rows per slice), so memory beyond the normalised copy is O(chunk x D).
+    """
+    e = np.asarray(emb)
+    if e.ndim != 2:
+        raise EvaluationError(f"embeddings must be a 2-D array (images x dims), got shape {e.shape}")
+    if e.dtype not in (np.float32, np.float64):
+        e = e.astype(np.float32)
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 1:
+        raise EvaluationError(f"pair index arrays must be 1-D and of equal length, got {a.shape} and {b.shape}")
+    if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= len(e)):
+        raise EvaluationError(f"pair indices out of range for {len(e)} embeddings")
+    norms = np.linalg.norm(e, axis=1, keepdims=True)
+    bad = ~(np.isfinite(norms[:, 0]) & (norms[:, 0] > 0))
+    if bad.any():
+        raise EvaluationError(f"{int(bad.sum())} embedding(s) have zero or non-finite norm (first: row {int(np.argmax(bad))})")
+    e = e / norms
+    step = max(1, min(int(chunk), (1 << 24) // max(1, e.shape[1])))
+    out = np.empty(len(a), dtype=np.float64)
+    for s in range(0, len(a), step):
+        out[s : s + step] = np.einsum("ij,ij->i", e[a[s : s + step]], e[b[s : s + step]])
+    return out
+
+
+def evaluate(
+    similarity: np.ndarray,
+    genuine: np.ndarray,
+    qualities: Mapping[str, np.ndarray],
+    fmrs: Sequence[float],
+    *,
+    folds: np.ndarray | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    discard_limit: float = DEFAULT_DISCARD_LIMIT,
+    fractions: np.ndarray = DEFAULT_REJECT_FRACTIONS,
+    normalised: bool = False,
+    progress: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """ERC (recomputed threshold) and EDC (fixed threshold) for every method and FMR target.
+
+    ``qualities`` maps method name -> PAIR quality (higher = better). Without bootstrap the methods
+    are read one at a time, so a lazy mapping keeps memory at one method's arrays.
+
+    Returns (rows, curve_points). Row keys: method, protocol, fmr, auc, ci_low, ci_high (NaN without
+    bootstrap), n_pairs, n_genuine, n_impostor, fmr_resolvable, achieved_fmr, threshold, fnmr_at_0,
+    reject_max (ERC; NaN for EDC), discard_limit (EDC; NaN for ERC), normalised (EDC pAUC minus the
+    ideal curve's area), n_bootstrap, note. Curve points: method, protocol, fmr, fraction, fnmr
+    (+ fnmr_lo, fnmr_hi: pointwise 2.5/97.5 percentiles when bootstrap > 0). ERC points are the
+    reject fractions; EDC points are the curve's steps (read them as a step function, "steps-post"),
+    or a 501-point grid of the step function when it has more steps than that.
+    """
+    sim, gen = check_pairs(similarity, genuine)
+    setup = Setup.make(fmrs, fractions, discard_limit, normalised)
+    if bootstrap < 0:
+        raise EvaluationError(f"bootstrap must be >= 0, got {bootstrap}")
+    sc = Scores.build(sim, gen, checked=True)
+    edc_thr = nearest_fmr_thresholds(sc, setup.fmrs, None, sc.n_imp)
+    names = list(qualities)
+    rows: list[dict[str, Any]] = []
+    points: list[dict[str, Any]] = []
+    edc_at: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    base = {"n_pairs": sc.n, "n_genuine": sc.n_gen, "n_impostor": sc.n_imp, "n_bootstrap": int(bootstrap)}
+    nan = float("nan")
+    for name in names:
+        q = check_quality(qualities[name], sc.n, f"quality {name!r}")
+        if bootstrap:
+            kept.append(q)
+        erc, edc = method_arrays(sc, q, setup, edc_thr)
+        at = edc.x if len(edc.x) <= EDC_MAX_POINTS else np.linspace(0.0, 1.0, EDC_MAX_POINTS)
+        edc_at.append(at)
+        edc_on = step_values(edc.x, edc.fnmr, at)
+        for t, f in enumerate(setup.fmrs):
+            f = float(f)
+            resolvable = bool(f * sc.n_imp >= 1)
+            a_erc = float(erc.accepted0[t] / erc.n_imp[0]) if erc.n_imp[0] else nan
+            a_edc = float(edc.accepted[t] / sc.n_imp)
+            common = {"method": name, "fmr": f, "ci_low": nan, "ci_high": nan, **base, "fmr_resolvable": resolvable}
+            rows.append(
+                {
+                    **common,
+                    "protocol": "ERC",
+                    "auc": float(erc.auc[t]),
+                    "achieved_fmr": a_erc,
+                    "threshold": float(erc.threshold0[t]),
+                    "fnmr_at_0": float(erc.fnmr[t, 0]),
+                    "reject_max": float(setup.fractions[-1]),
+                    "discard_limit": nan,
+                    "normalised": False,
+                    "note": erc_note(f, erc.n_imp, setup.fractions, erc.fnmr[t], a_erc),
+                }
+            )
+            rows.append(
+                {
+                    **common,
+                    "protocol": "EDC",
+                    "auc": float(edc.auc[t]),
+                    "achieved_fmr": a_edc,
+                    "threshold": float(edc.threshold[t]),
+                    "fnmr_at_0": float(edc.fnmr[t, 0]),
+                    "reject_max": nan,
+                    "discard_limit": setup.discard_limit,
+                    "normalised": setup.normalised,
+                    "note": edc_note(f, sc.n_imp, a_edc, None),
+                }
+            )
+            for r, v in zip(setup.fractions, erc.fnmr[t], strict=True):
+                points.append({"method": name, "protocol": "ERC", "fmr": f, "fraction": float(r), "fnmr": float(v)})
+            for x, v in zip(at, edc_on[t], strict=True):
+                points.append({"method": name, "protocol": "EDC", "fmr": f, "fraction": float(x), "fnmr": float(v)})
+        del q
+    if bootstrap and names:
+        _add_bootstrap(rows, points, sim, gen, kept, setup, folds, bootstrap, seed, edc_at, progress)
+    return rows, points
+
+
+def _add_bootstrap(
+    rows: list[dict[str, Any]],
+    points: list[dict[str, Any]],
+    sim: np.ndarray,
+    gen: np.ndarray,
+    qualities: list[np.ndarray],
+    setup: Setup,
+    folds: np.ndarray | None,
+    n: int,
+    seed: int,
+    edc_at: list[np.ndarray],
+    progress: bool,
+) -> None:
+    res = run_bootstrap(sim, gen, qualities, setup, folds=folds, n=n, seed=seed, edc_at=edc_at, keep_curves=True, progress=progress)
+    assert res.erc_fnmr is not None and res.edc_fnmr is not None
+    n_t = len(setup.fmrs)
+    erc_lo, erc_hi = percentile_ci(res.erc_auc)  # methods x targets
+    edc_lo, edc_hi = percentile_ci(res.edc_auc)
+    band_erc = percentile_ci(res.erc_fnmr)  # methods x targets x fractions
+    # rows come as (method, target, ERC/EDC); points as (method, target, ERC fractions..., EDC points...)
+    i = 0
+    p = 0
+    for m in range(len(qualities)):
+        band_edc = percentile_ci(res.edc_fnmr[m])  # targets x points
+        for t in range(n_t):
+            for k, (lo, hi, aucs) in enumerate(((erc_lo, erc_hi, res.erc_auc), (edc_lo, edc_hi, res.edc_auc))):
+                row = rows[i + k]
+                row["ci_low"], row["ci_high"] = float(lo[m, t]), float(hi[m, t])
+                undefined = int(np.count_nonzero(~np.isfinite(aucs[:, m, t])))
+                if undefined:
+                    extra = f"{undefined} of {n} bootstrap resamples undefined, left out of the interval"
+                    row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
+            i += 2
+            for lo_arr, hi_arr, count in (
+                (band_erc[0][m, t], band_erc[1][m, t], len(setup.fractions)),
+                (band_edc[0][t], band_edc[1][t], len(edc_at[m])),
+            ):
+                for j in range(count):
+                    points[p + j]["fnmr_lo"] = float(lo_arr[j])
+                    points[p + j]["fnmr_hi"] = float(hi_arr[j])
+                p += count

@@ -1,0 +1,305 @@
+"""ERC with recomputed threshold (CR-FIQA / MagFace protocol) and EDC with fixed threshold
+(Schlett et al., ISO/IEC 29794-1 style), vectorised across FMR targets.
+
+Pair order: pairs sorted by pair quality, lowest first; tied qualities in original pair-index order
+(a stable sort). ERC at reject fraction r drops the first floor(r N) pairs of that order, so a run of
+tied qualities can be split by the cut. EDC never splits a tie: tied qualities are discarded together.
+
+Decision rule (both protocols): accepted = similarity strictly greater than the threshold; a genuine
+pair with similarity <= threshold is a false non-match. Threshold choice: see
+``_core.nearest_fmr_thresholds`` (candidates are impostor scores; nearest FMR wins; exact distance ties
+go to the lower FMR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._core import (
+    DEFAULT_DISCARD_LIMIT,
+    DEFAULT_REJECT_FRACTIONS,
+    EvaluationError,
+    Scores,
+    check_fmrs,
+    check_fractions,
+    check_quality,
+    fmt_fmr,
+    fnm_counts,
+    nearest_fmr_thresholds,
+    quality_order,
+    reject_counts,
+)
+
+
+@dataclass
+class Curve:
+    """One ERC or EDC curve with its area and the facts needed to read it honestly."""
+
+    protocol: str  # "ERC" (threshold recomputed on retained pairs) or "EDC" (threshold fixed on all pairs)
+    fmr: float  # target FMR (NaN for an EDC whose threshold came from a starting error)
+    fractions: np.ndarray  # reject (ERC) / discard (EDC) fractions
+    fnmr: np.ndarray  # FNMR at each fraction
+    auc: float  # ERC: trapezoid over the fractions (not normalised); EDC: stepwise pAUC to discard_limit
+    threshold: float  # ERC: threshold at the first fraction (r = 0); EDC: the fixed threshold
+    achieved_fmr: float  # FMR actually achieved at r = 0 / by the fixed threshold
+    fmr_resolvable: bool  # False when target < 1 / (number of impostor pairs)
+    note: str = ""
+    n_genuine: int = 0
+    n_impostor: int = 0
+    discard_limit: float = float("nan")  # EDC only
+    normalised: bool = False  # EDC: auc has the ideal curve's area max(0, e0 - x) subtracted
+    starting_error: float | None = None  # EDC: threshold fixed from this genuine-score quantile instead of an FMR
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- ERC
+
+
+@dataclass
+class ErcArrays:
+    fnmr: np.ndarray  # targets x fractions
+    auc: np.ndarray  # per target
+    threshold0: np.ndarray  # per target, at the first fraction
+    accepted0: np.ndarray  # impostors accepted at the first fraction (achieved FMR = accepted0 / n_imp0)
+    n_imp: np.ndarray  # remaining impostors per fraction
+    n_gen: np.ndarray  # remaining genuine pairs per fraction
+
+
+def erc_arrays(sc: Scores, order: np.ndarray, ks: np.ndarray, fractions: np.ndarray, fmrs: np.ndarray) -> ErcArrays:
+    n_frac = len(ks)
+    # bucket[p] = how many reject fractions keep pair p (pairs in sorted positions [k_i, k_i+1) stay for
+    # fractions 0..i). Pair p remains at fraction i  <=>  bucket[p] > i. One byte per pair.
+    bucket = np.zeros(sc.n, dtype=np.uint8 if n_frac < 255 else np.uint16)
+    bounds = np.append(ks, sc.n)
+    for i in range(n_frac):
+        bucket[order[bounds[i] : bounds[i + 1]]] = i + 1
+    b_imp = bucket[sc.imp_desc]  # in impostor-score order, most similar first
+    b_gen = bucket[sc.gen_asc]  # in genuine-score order, least similar first
+    n_imp = np.bincount(b_imp, minlength=n_frac + 1)[::-1].cumsum()[::-1][1:]
+    n_gen = np.bincount(b_gen, minlength=n_frac + 1)[::-1].cumsum()[::-1][1:]
+    del bucket
+
+    n_t = len(fmrs)
+    fnmr = np.full((n_t, n_frac), np.nan)
+    thr0 = np.full(n_t, np.nan)
+    acc0 = np.zeros(n_t, dtype=np.int64)
+    for i in range(n_frac):
+        ni, ng = int(n_imp[i]), int(n_gen[i])
+        if ni == 0:
+            continue  # no impostor left: no threshold, FNMR undefined (NaN)
+        all_left = ni == sc.n_imp and ng == sc.n_gen
+        fi = None if all_left else (lambda length, i=i: b_imp[:length] > i)
+        c, thr = nearest_fmr_thresholds(sc, fmrs, fi, ni)
+        if i == 0:
+            thr0, acc0 = thr.astype(np.float64), c
+        if ng == 0:
+            continue
+        fg = None if all_left else (lambda length, i=i: b_gen[:length] > i)
+        fnmr[:, i] = fnm_counts(sc, thr, fg) / ng
+    auc = np.trapezoid(fnmr, fractions, axis=1) if n_frac > 1 else np.zeros(n_t)
+    return ErcArrays(fnmr, auc, thr0, acc0, n_imp, n_gen)
+
+
+def erc_note(fmr: float, n_imp: np.ndarray, fractions: np.ndarray, fnmr: np.ndarray, achieved: float) -> str:
+    parts = []
+    if fmr * n_imp[0] < 1:
+        parts.append(
+            f"FMR {fmt_fmr(fmr)} below impostor resolution 1/{int(n_imp[0])}; nearest achievable {achieved:.3g}"
+        )
+    else:
+        short = np.flatnonzero(fmr * n_imp < 1)
+        if len(short):
+            parts.append(
+                f"FMR {fmt_fmr(fmr)} unresolved from reject fraction {fractions[short[0]]:.2f} "
+                f"(fewer than {int(np.ceil(1 / fmr))} impostors left)"
+            )
+    undefined = np.flatnonzero(np.isnan(fnmr))
+    if len(undefined):
+        parts.append(
+            f"FNMR undefined from reject fraction {fractions[undefined[0]]:.2f} (no impostor or no genuine pair left); AUC n/a"
+        )
+    return "; ".join(parts)
+
+
+def erc_recomputed(
+    similarity: np.ndarray,
+    genuine: np.ndarray,
+    pair_quality: np.ndarray,
+    fmr: float,
+    fractions: np.ndarray = DEFAULT_REJECT_FRACTIONS,
+) -> Curve:
+    """ERC, threshold recomputed on the retained pairs (CR-FIQA / MagFace protocol).
+
+    At reject fraction r the floor(r N) lowest-quality pairs are dropped (stable order: quality, then
+    pair index); on the remaining impostors the threshold whose FMR is nearest ``fmr`` is chosen
+    (candidates: the remaining impostor scores; accepted = strictly more similar; distance ties go to
+    the lower FMR; with tied impostor scores only FMRs at tie-block starts are achievable); FNMR =
+    remaining genuine pairs with similarity <= threshold / remaining genuine pairs (NaN if no
+    impostor or no genuine pair remains). AUC = trapezoid over the fractions, not normalised.
+    """
+    sc = Scores.build(similarity, genuine)
+    q = check_quality(pair_quality, sc.n)
+    fr = check_fractions(fractions)
+    fmrs = check_fmrs(fmr)
+    ks = reject_counts(fr, sc.n)
+    res = erc_arrays(sc, quality_order(q, ks), ks, fr, fmrs)
+    return erc_curve(res, 0, float(fmrs[0]), fr, sc)
+
+
+def erc_curve(res: ErcArrays, t: int, fmr: float, fractions: np.ndarray, sc: Scores) -> Curve:
+    achieved = float(res.accepted0[t] / res.n_imp[0]) if res.n_imp[0] else float("nan")
+    return Curve(
+        protocol="ERC",
+        fmr=fmr,
+        fractions=fractions,
+        fnmr=res.fnmr[t],
+        auc=float(res.auc[t]),
+        threshold=float(res.threshold0[t]),
+        achieved_fmr=achieved,
+        fmr_resolvable=bool(fmr * sc.n_imp >= 1),
+        note=erc_note(fmr, res.n_imp, fractions, res.fnmr[t], achieved),
+        n_genuine=sc.n_gen,
+        n_impostor=sc.n_imp,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- EDC
+
+
+@dataclass
+class EdcArrays:
+    x: np.ndarray  # discard fractions at the curve's steps, ending with 1
+    fnmr: np.ndarray  # targets x steps, ending with 0
+    auc: np.ndarray  # per target
+    threshold: np.ndarray
+    accepted: np.ndarray  # impostors accepted by the fixed threshold
+
+
+def edc_arrays(
+    sc: Scores, q: np.ndarray, order: np.ndarray, thr: np.ndarray, accepted: np.ndarray, limit: float, normalised: bool
+) -> EdcArrays:
+    """EDC over the genuine pairs: discarding the genuine pairs of lowest quality first, ties together.
+
+    The discard fraction counts genuine pairs (as in Schlett et al.: the FNMR EDC is computed on the
+    mated comparisons only); impostors only fix the threshold. At each distinct quality level: x =
+    discarded genuine / all genuine, FNMR = false non-matches among the remaining genuine / remaining
+    genuine. The curve ends at (1, 0).
+    """
+    g = order[sc.genuine[order]]  # genuine pairs, lowest quality first
+    qg = q[g]
+    sg = sc.sim[g]
+    ng = len(g)
+    d = np.concatenate(([0], np.flatnonzero(qg[1:] != qg[:-1]) + 1))  # discard counts at each step
+    del qg
+    x = np.append(d / ng, 1.0)
+    fnmr = np.empty((len(thr), len(x)))
+    remaining = ng - d
+    for t, v in enumerate(thr):
+        cum = np.cumsum(sg <= v, dtype=np.int64)
+        gone = np.where(d > 0, cum[np.maximum(d - 1, 0)], 0)
+        fnmr[t, :-1] = (cum[-1] - gone) / remaining
+        fnmr[t, -1] = 0.0
+    auc = np.array([stepwise_area(x, fnmr[t], limit, normalised) for t in range(len(thr))])
+    return EdcArrays(x, fnmr, auc, thr, accepted)
+
+
+def stepwise_area(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool = False) -> float:
+    """Area under the step curve (value e[k] on [x[k], x[k+1])) from 0 to ``limit``, no interpolation.
+
+    Summed left to right (cumsum) so that it equals the plain loop bit for bit. ``normalised``
+    subtracts the area of the ideal curve max(0, e0 - x) over [0, limit].
+    """
+    if limit <= 0:
+        area = 0.0
+    else:
+        k = min(int(np.searchsorted(x, limit, side="left")), len(x) - 1)  # steps starting below limit
+        widths = np.minimum(x[1 : k + 1], limit) - x[:k]
+        area = float(np.cumsum(e[:k] * widths)[-1]) if k else 0.0
+    if normalised:
+        e0 = float(e[0])
+        area -= e0 * e0 / 2 - max(0.0, e0 - limit) ** 2 / 2
+    return area
+
+
+def starting_error_threshold(sc: Scores, starting_error: float) -> float:
+    """Threshold v whose FNMR #(genuine <= v) / n_genuine is nearest ``starting_error``.
+
+    Candidates: every genuine score, plus the value just below the lowest one (FNMR 0); distance ties
+    go to the lower FNMR. This is the discrete counterpart of taking a quantile of the genuine scores.
+    """
+    if not 0 <= starting_error <= 1:
+        raise EvaluationError(f"starting_error must lie in [0, 1], got {starting_error}")
+    gs = sc.gen_sorted
+    values = np.unique(gs)
+    counts = np.concatenate(([0], np.searchsorted(gs, values, side="right")))
+    cand = np.concatenate(([np.nextafter(values[0], gs.dtype.type(-np.inf))], values))
+    k = int(np.argmin(np.abs(counts - starting_error * len(gs))))
+    return float(cand[k])
+
+
+def edc_note(fmr: float, n_imp: int, achieved: float, starting_error: float | None) -> str:
+    if starting_error is not None:
+        return f"threshold fixed from starting error {starting_error:g} on the genuine scores; achieved FMR {achieved:.3g}"
+    if fmr * n_imp < 1:
+        return f"FMR {fmt_fmr(fmr)} below impostor resolution 1/{n_imp}; nearest achievable {achieved:.3g}"
+    return ""
+
+
+def edc_fixed(
+    similarity: np.ndarray,
+    genuine: np.ndarray,
+    pair_quality: np.ndarray,
+    fmr: float,
+    discard_limit: float = DEFAULT_DISCARD_LIMIT,
+    *,
+    starting_error: float | None = None,
+    normalised: bool = False,
+) -> Curve:
+    """EDC, threshold fixed once on all pairs (Schlett et al. / ISO/IEC 29794-1 style).
+
+    The threshold comes from ``fmr`` on all impostor scores (same rule as ERC at r = 0) or, when
+    ``starting_error`` is given, from the genuine scores (see ``starting_error_threshold``; ``fmr`` is
+    then ignored and reported as NaN). Discarding runs over the genuine pairs, lowest pair quality
+    first, tied qualities together; the curve has one step per distinct quality and ends at (1, 0).
+    ``auc`` is the stepwise pAUC over [0, discard_limit]; ``normalised=True`` subtracts the ideal
+    curve's area max(0, e0 - x).
+    """
+    sc = Scores.build(similarity, genuine)
+    q = check_quality(pair_quality, sc.n)
+    if not 0 <= discard_limit <= 1:
+        raise EvaluationError(f"discard_limit must lie in [0, 1], got {discard_limit}")
+    if starting_error is None:
+        fmrs = check_fmrs(fmr)
+        c, thr = nearest_fmr_thresholds(sc, fmrs, None, sc.n_imp)
+        fmr_value = float(fmrs[0])
+    else:
+        v = sc.sim.dtype.type(starting_error_threshold(sc, float(starting_error)))
+        thr = np.array([v])
+        c = np.array([sc.n_imp - np.searchsorted(-sc.imp_neg[::-1], v, side="right")])
+        fmr_value = float("nan")
+    res = edc_arrays(sc, q, quality_order(q), thr, c, float(discard_limit), normalised)
+    return edc_curve(res, 0, fmr_value, float(discard_limit), normalised, sc, starting_error)
+
+
+def edc_curve(
+    res: EdcArrays, t: int, fmr: float, limit: float, normalised: bool, sc: Scores, starting_error: float | None = None
+) -> Curve:
+    achieved = float(res.accepted[t] / sc.n_imp)
+    return Curve(
+        protocol="EDC",
+        fmr=fmr,
+        fractions=res.x,
+        fnmr=res.fnmr[t],
+        auc=float(res.auc[t]),
+        threshold=float(res.threshold[t]),
+        achieved_fmr=achieved,
+        fmr_resolvable=bool(fmr * sc.n_imp >= 1) if starting_error is None else True,
+        note=edc_note(fmr, sc.n_imp, achieved, starting_error),
+        n_genuine=sc.n_gen,
+        n_impostor=sc.n_imp,
+        discard_limit=limit,
+        normalised=normalised,
+        starting_error=starting_error,
+    )
