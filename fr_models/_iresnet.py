@@ -60,7 +60,12 @@ class IBasicBlock(nn.Module):
     """Pre-activation style block: bn1 -> conv1 -> bn2 -> prelu -> conv2(stride) -> bn3, + shortcut."""
 
     def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, eps: float = 1e-5
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: nn.Module | None = None,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(inplanes, eps=eps)
@@ -108,7 +113,8 @@ class IResNet(nn.Module):
         stages = []
         for width, count in zip(WIDTHS, self.layers_per_stage, strict=True):
             downsample = nn.Sequential(
-                nn.Conv2d(inplanes, width, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(width, eps=bn_eps)
+                nn.Conv2d(inplanes, width, kernel_size=1, stride=2, bias=False),
+                nn.BatchNorm2d(width, eps=bn_eps),
             )
             blocks = [IBasicBlock(inplanes, width, 2, downsample, eps=bn_eps)]
             blocks += [IBasicBlock(width, width, 1, None, eps=bn_eps) for _ in range(count - 1)]
@@ -152,6 +158,34 @@ class IResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         return self.forward_head(self.forward_backbone(x))
+
+
+@torch.no_grad()
+def randomise_for_testing_(model: IResNet, seed: int = 0, residual_scale: float = 0.2) -> IResNet:
+    """Random weights whose eval-mode forward stays finite: for tests and benchmarks, never for results.
+
+    The published init (conv ~ N(0, 0.1)) relies on train-mode BatchNorm; in eval mode with default
+    running stats a deep iResNet overflows. Here convs get variance-preserving (He) weights, every BN random
+    affine parameters and running statistics (so each key matters to the output), and the last BN of each
+    residual branch a small scale so 50+ blocks do not blow up.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            if m.bias is not None:
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.01)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            n = m.num_features
+            scale = residual_scale if name.endswith(".bn3") else 1.0
+            m.weight.copy_(scale * (1.0 + 0.1 * torch.randn(n, generator=g)))
+            m.bias.copy_(0.05 * torch.randn(n, generator=g))
+            m.running_mean.copy_(0.05 * torch.randn(n, generator=g))
+            m.running_var.copy_(0.75 + 0.5 * torch.rand(n, generator=g))
+        elif isinstance(m, nn.PReLU):
+            m.weight.copy_(0.25 + 0.05 * torch.randn(m.weight.shape, generator=g))
+    return model
 
 
 def iresnet(
