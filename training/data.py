@@ -1,0 +1,224 @@
+"""Training datasets (RecordIO, identity-per-folder images, synthetic) and a resumable sampler.
+
+Every dataset returns (image CHW float32 in [-1, 1] = (x/255 - 0.5)/0.5, RGB, class label int64).
+Augmentation is the paper's horizontal flip. The flip decision comes from the sampler, which yields
+(index, flip) pairs drawn from a generator seeded by (seed, epoch, rank): the data stream is a pure
+function of the seed and the position in the epoch, so ``--resume`` replays it exactly, whatever the
+number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from fiqa_bench.errors import DataFormatError, MissingDataError
+from fiqa_bench.faces import decode_rgb
+
+from .recordio import RecordIOReader
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def to_tensor(rgb: np.ndarray, flip: bool) -> torch.Tensor:
+    if flip:
+        rgb = rgb[:, ::-1]
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
+    return x.div_(255.0).sub_(0.5).div_(0.5)
+
+
+def _split(item: int | tuple[int, bool]) -> tuple[int, bool]:
+    if isinstance(item, tuple):
+        return int(item[0]), bool(item[1])
+    return int(item), False
+
+
+class RecordIOFaceDataset(Dataset):
+    """insightface ``train.rec``/``train.idx``: images are keys 1..label0-1 of the meta record 0."""
+
+    def __init__(self, root: str | Path, image_size: int = 112) -> None:
+        root = Path(root)
+        rec = root / "train.rec" if root.is_dir() else root
+        self.reader = RecordIOReader(rec, rec.with_suffix(".idx"))
+        self.image_size = image_size
+        head, _ = self.reader.unpack(0) if 0 in self.reader else (None, b"")
+        if head is not None and head.flag > 0:
+            end = int(head.label[0])
+            self.keys = np.arange(1, end, dtype=np.int64)
+            ident_end = int(head.label[1]) if head.flag > 1 else end
+            n_ident = ident_end - end
+        else:
+            self.keys = np.sort(self.reader.keys)
+            n_ident = 0
+        self.num_classes = self._num_classes(root if root.is_dir() else rec.parent, n_ident)
+
+    def _num_classes(self, folder: Path, n_ident: int) -> int:
+        prop = folder / "property"
+        if prop.is_file():
+            try:
+                return int(prop.read_text().split(",")[0])
+            except ValueError:
+                raise DataFormatError(
+                    prop, "expected 'num_classes,height,width'", "rewrite the property file"
+                ) from None
+        if n_ident > 0:
+            return n_ident
+        # No metadata: read every header once (slow for millions of images, exact).
+        return int(max(self.reader.header(int(k)).first_label for k in self.keys)) + 1
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def label(self, index: int) -> int:
+        return int(self.reader.header(int(self.keys[index])).first_label)
+
+    def __getitem__(self, item: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
+        index, flip = _split(item)
+        key = int(self.keys[index])
+        header, data = self.reader.unpack(key)
+        rgb = decode_rgb(data)
+        if rgb is None:
+            raise DataFormatError(
+                self.reader.rec_path, f"record key {key} holds no decodable image", "pack the set again"
+            )
+        if rgb.shape[:2] != (self.image_size, self.image_size):
+            raise DataFormatError(
+                self.reader.rec_path,
+                f"record key {key} is {rgb.shape[1]}x{rgb.shape[0]}, expected "
+                f"{self.image_size}x{self.image_size} aligned faces",
+                "pack aligned faces (fiqa-bench pack --align)",
+            )
+        return to_tensor(rgb, flip), int(header.first_label)
+
+
+class FolderFaceDataset(Dataset):
+    """``root/<identity>/<image>``: one folder per identity (sorted names -> labels 0..C-1), aligned 112x112."""
+
+    def __init__(self, root: str | Path, image_size: int = 112) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise MissingDataError(
+                "training image folder", self.root, "pass a folder with one sub-folder per identity"
+            )
+        self.image_size = image_size
+        self.paths: list[Path] = []
+        self.labels: list[int] = []
+        classes = sorted(p for p in self.root.iterdir() if p.is_dir())
+        for label, folder in enumerate(classes):
+            for p in sorted(folder.iterdir()):
+                if p.suffix.lower() in IMAGE_EXTENSIONS:
+                    self.paths.append(p)
+                    self.labels.append(label)
+        if not self.paths:
+            raise DataFormatError(
+                self.root, "no images in identity sub-folders", "use root/<identity>/<image>.jpg"
+            )
+        self.num_classes = len(classes)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def label(self, index: int) -> int:
+        return self.labels[index]
+
+    def __getitem__(self, item: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
+        index, flip = _split(item)
+        path = self.paths[index]
+        rgb = decode_rgb(path.read_bytes())
+        if rgb is None:
+            raise DataFormatError(path, "not a decodable image", "remove or replace the file")
+        if rgb.shape[:2] != (self.image_size, self.image_size):
+            raise DataFormatError(
+                path,
+                f"image is {rgb.shape[1]}x{rgb.shape[0]}, expected {self.image_size}x{self.image_size}",
+                "align the faces first (fiqa-bench align, or pack --align)",
+            )
+        return to_tensor(rgb, flip), self.labels[index]
+
+
+class SyntheticFaceDataset(Dataset):
+    """Random images with a class-dependent pattern (learnable), a pure function of (seed, index)."""
+
+    def __init__(
+        self, num_images: int = 512, num_classes: int = 16, image_size: int = 112, seed: int = 0
+    ) -> None:
+        self.num_images, self.num_classes, self.image_size, self.seed = (
+            num_images,
+            num_classes,
+            image_size,
+            seed,
+        )
+        rng = np.random.default_rng(seed)
+        self._prototypes = rng.integers(0, 256, (num_classes, image_size, image_size, 3), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def label(self, index: int) -> int:
+        return index % self.num_classes
+
+    def __getitem__(self, item: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
+        index, flip = _split(item)
+        label = index % self.num_classes
+        rng = np.random.default_rng((self.seed, index))
+        noise = rng.normal(0, 40, self._prototypes[label].shape)
+        rgb = np.clip(self._prototypes[label] + noise, 0, 255).astype(np.uint8)
+        return to_tensor(rgb, flip), label
+
+
+def build_dataset(data: str, image_size: int = 112, seed: int = 0) -> Dataset:
+    """``synthetic[:N[:C]]``, a folder with train.rec, a .rec file, or an identity-per-folder tree."""
+    if data.startswith("synthetic"):
+        parts = data.split(":")
+        n = int(parts[1]) if len(parts) > 1 else 512
+        c = int(parts[2]) if len(parts) > 2 else 16
+        return SyntheticFaceDataset(n, c, image_size, seed)
+    path = Path(data)
+    if path.suffix == ".rec" or (path / "train.rec").is_file():
+        return RecordIOFaceDataset(path, image_size)
+    if path.is_dir():
+        return FolderFaceDataset(path, image_size)
+    raise MissingDataError(
+        "training data", path, "pass a folder with train.rec/train.idx, an image tree or synthetic:N:C"
+    )
+
+
+class FlipSampler(DistributedSampler):
+    """DistributedSampler yielding (index, flip) and able to start mid-epoch (for exact resume)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        shuffle: bool = True,
+        flip: bool = True,
+    ) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
+        self.flip = flip
+        self.start = 0  # samples of this epoch already consumed on this rank
+
+    def __iter__(self) -> Iterator[tuple[int, bool]]:
+        indices = list(super().__iter__())
+        g = torch.Generator()
+        g.manual_seed(int(self.seed) * 1_000_003 + int(self.epoch) * 1009 + int(self.rank) + 1)
+        flips = (
+            (torch.rand(len(indices), generator=g) < 0.5).tolist() if self.flip else [False] * len(indices)
+        )
+        return iter(list(zip(indices, flips, strict=True))[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def batches_per_epoch(n: int, world_size: int, batch_size: int) -> int:
+    """As DistributedSampler (padded to a multiple of world size) + DataLoader(drop_last=True)."""
+    return math.ceil(n / world_size) // batch_size
