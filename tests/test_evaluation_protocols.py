@@ -1,0 +1,249 @@
+"""ERC (recomputed threshold) and EDC (fixed threshold): hand-computed cases, edge cases, and the
+fast engine against the straightforward implementation in benchmarks/bench_evaluation.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fiqa_bench.errors import FiqaError
+from fiqa_bench.evaluation import (
+    DEFAULT_REJECT_FRACTIONS,
+    EvaluationError,
+    edc_fixed,
+    erc_recomputed,
+    evaluate,
+    reject_counts,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_evaluation", REPO / "benchmarks" / "bench_evaluation.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_evaluation"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _load_bench()
+
+# Case A: 4 genuine, 4 impostor pairs.
+#   pair:     0    1    2    3    4    5    6    7
+SIM_A = np.array([0.9, 0.8, 0.7, 0.3, 0.5, 0.2, 0.1, 0.6])
+GEN_A = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+Q_A = np.array([5.0, 4, 3, 1, 2, 6, 7, 8])
+
+
+def test_defaults():
+    assert len(DEFAULT_REJECT_FRACTIONS) == 20
+    assert DEFAULT_REJECT_FRACTIONS[0] == 0 and DEFAULT_REJECT_FRACTIONS[-1] == 0.95
+    # floor(r N) without floating-point slips: 0.15 * 100 = 15.000000000000002, 0.29 * 100 = 28.999999999999996
+    assert reject_counts(np.array([0.15, 0.29, 0.95]), 100).tolist() == [15, 29, 95]
+    assert reject_counts(DEFAULT_REJECT_FRACTIONS, 1800)[-1] == 1710
+
+
+def test_erc_hand_computed():
+    c = erc_recomputed(SIM_A, GEN_A, Q_A, 0.25, fractions=[0.0, 0.25, 0.5])
+    # r=0: impostors 0.6 0.5 0.2 0.1, target 0.25*4 = 1 accepted -> threshold 0.5 (accepts 0.6 only);
+    #      genuine <= 0.5: {0.3} -> FNMR 1/4.
+    # r=0.25: drop floor(0.25*8)=2 lowest quality: pair 3 (q1, genuine 0.3) and pair 4 (q2, impostor 0.5).
+    #      impostors 0.6 0.2 0.1, target 0.75: candidates accept 0 (|0-.75|=.75), 1 (.25), 2 (1.25) -> 1,
+    #      threshold 0.2; genuine 0.9 0.8 0.7 all > 0.2 -> FNMR 0.
+    # r=0.5: drop 4 (pairs 3, 4, 2, 1): genuine 0.9 left, same impostors -> threshold 0.2 -> FNMR 0.
+    np.testing.assert_array_equal(c.fnmr, [0.25, 0.0, 0.0])
+    # trapezoid: (0.25 + 0) / 2 * 0.25 + (0 + 0) / 2 * 0.25 = 0.03125
+    assert c.auc == pytest.approx(0.03125, abs=1e-15)
+    assert c.protocol == "ERC" and c.threshold == 0.5 and c.achieved_fmr == 0.25 and c.fmr_resolvable
+
+
+def test_erc_tied_impostor_scores_and_distance_tie():
+    sim = np.array([0.5, 0.6, 0.4, 0.9, 0.5, 0.5, 0.1])
+    gen = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    q = np.arange(7.0)
+    c = erc_recomputed(sim, gen, q, 0.5, fractions=[0.0])
+    # impostors 0.9, 0.5, 0.5, 0.1; target 0.5*4 = 2 accepted. Achievable: 0 (thr 0.9), 1 (thr 0.5: only
+    # 0.9 is strictly above), 3 (thr 0.1); never 2. |1-2| = |3-2| = 1 -> tie -> lower FMR: threshold 0.5.
+    assert c.threshold == 0.5 and c.achieved_fmr == 0.25
+    # genuine 0.5 (== threshold: not accepted), 0.6, 0.4 -> FNMR 2/3
+    assert c.fnmr[0] == 2 / 3
+
+
+def test_erc_tied_qualities_split_by_cut_follow_pair_index():
+    #          pair:   0    1    2    3    4    5    6    7
+    sim = np.array([0.2, 0.9, 0.8, 0.7, 0.4, 0.1, 0.3, 0.0])
+    gen = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    q = np.array([1.0, 1, 1, 2, 3, 3, 3, 3])
+    c = erc_recomputed(sim, gen, q, 0.25, fractions=[0.0, 0.125, 0.25])
+    # r=0: impostors 0.4 0.3 0.1 0.0, 1 accepted -> threshold 0.3; genuine <= 0.3: {0.2} -> 1/4.
+    # r=0.125: drop 1 pair; pairs 0, 1, 2 tie at quality 1 -> the lowest index (pair 0, genuine 0.2) goes.
+    #          genuine 0.9 0.8 0.7 > 0.3 -> 0.   r=0.25: pairs 0 and 1 go -> 0.
+    np.testing.assert_array_equal(c.fnmr, [0.25, 0.0, 0.0])
+    assert c.auc == pytest.approx((0.25 + 0) / 2 * 0.125, abs=1e-15)  # 0.015625
+    # Same pairs, listed in another order: now the genuine pair with 0.9 has the lowest index in the tie,
+    # so it is the one dropped at r=0.125 and 0.2 stays: FNMR 1/3.
+    perm = np.array([1, 0, 2, 3, 4, 5, 6, 7])
+    c2 = erc_recomputed(sim[perm], gen[perm], q[perm], 0.25, fractions=[0.0, 0.125, 0.25])
+    np.testing.assert_array_equal(c2.fnmr, [0.25, 1 / 3, 0.0])
+
+
+def test_fmr_below_impostor_resolution_is_flagged():
+    c = erc_recomputed(SIM_A, GEN_A, Q_A, 1e-4)
+    # 4 impostors: FMR 1e-4 would need 0.0004 false matches; nearest achievable is 0 (threshold = top impostor 0.6)
+    assert not c.fmr_resolvable
+    assert c.threshold == 0.6 and c.achieved_fmr == 0.0
+    assert "below impostor resolution 1/4" in c.note and "nearest achievable 0" in c.note
+    assert c.fnmr[0] == 0.25  # genuine <= 0.6: {0.3}
+    e = edc_fixed(SIM_A, GEN_A, Q_A, 1e-4)
+    assert not e.fmr_resolvable and "below impostor resolution 1/4" in e.note
+    rows, _ = evaluate(SIM_A, GEN_A, {"q": Q_A}, [1e-4, 0.25])
+    flags = {(r["protocol"], r["fmr"]): r["fmr_resolvable"] for r in rows}
+    assert flags == {("ERC", 1e-4): False, ("EDC", 1e-4): False, ("ERC", 0.25): True, ("EDC", 0.25): True}
+
+
+def test_resolution_lost_while_rejecting_is_noted():
+    c = erc_recomputed(SIM_A, GEN_A, Q_A, 0.25, fractions=[0.0, 0.25])
+    # 4 impostors at r=0 (0.25 * 4 = 1), 3 after dropping pair 4 (0.25 * 3 < 1)
+    assert c.fmr_resolvable and "unresolved from reject fraction 0.25" in c.note
+
+
+def test_edc_hand_computed():
+    e = edc_fixed(SIM_A, GEN_A, Q_A, 0.25, 0.2)
+    # threshold fixed on all 4 impostors: 0.5 (as ERC at r=0). Genuine by quality: q1 0.3 (FNM), q3 0.7, q4 0.8, q5 0.9.
+    # x = discarded genuine / 4: (0, 1/4), (0.25, 0), (0.5, 0), (0.75, 0), end (1, 0)
+    np.testing.assert_array_equal(e.fractions, [0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_array_equal(e.fnmr, [0.25, 0.0, 0.0, 0.0, 0.0])
+    assert e.auc == pytest.approx(0.25 * 0.2, abs=1e-15)  # stepwise: 0.05
+    assert e.threshold == 0.5 and e.achieved_fmr == 0.25
+    assert edc_fixed(SIM_A, GEN_A, Q_A, 0.25, 0.5).auc == pytest.approx(0.25 * 0.25, abs=1e-15)  # 0.0625
+    # normalised: minus the ideal curve max(0, 0.25 - x) on [0, 0.2]: 0.25^2/2 - 0.05^2/2 = 0.03 -> 0.02
+    n = edc_fixed(SIM_A, GEN_A, Q_A, 0.25, 0.2, normalised=True)
+    assert n.normalised and n.auc == pytest.approx(0.05 - 0.03, abs=1e-15)
+
+
+def test_edc_tied_qualities_discarded_together():
+    sim = np.array([0.3, 0.4, 0.9, 0.2, 0.8, 0.6, 0.5, 0.1, 0.0])
+    gen = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    q = np.array([1.0, 1, 1, 2, 3, 0, 0, 0, 0])
+    e = edc_fixed(sim, gen, q, 0.25, 1.0)
+    # threshold: 4 impostors 0.6 0.5 0.1 0.0, 1 accepted -> 0.5. FNM (<= 0.5): 0.3 0.4 0.2 -> e0 = 3/5.
+    # q=1 (three pairs) goes at once: x = 3/5, left 0.2 (q2) and 0.8 (q3) -> 1/2; q=2: x = 4/5, left 0.8 -> 0.
+    np.testing.assert_array_equal(e.fractions, [0.0, 0.6, 0.8, 1.0])
+    np.testing.assert_array_equal(e.fnmr, [0.6, 0.5, 0.0, 0.0])
+    assert e.auc == pytest.approx(0.6 * 0.6 + 0.5 * 0.2, abs=1e-15)  # 0.46
+    assert edc_fixed(sim, gen, q, 0.25, 0.2).auc == pytest.approx(0.6 * 0.2, abs=1e-15)  # 0.12
+
+
+def test_edc_starting_error_threshold():
+    sim = np.array([0.2, 0.3, 0.4, 0.8, 0.9, 0.6, 0.5, 0.1, 0.0])
+    gen = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    e = edc_fixed(sim, gen, np.arange(9.0), 0.01, starting_error=0.4)
+    # 5 genuine: FNMR 0.4 = 2 false non-matches -> threshold 0.3 (genuine 0.2, 0.3 are <= it)
+    assert e.threshold == 0.3 and e.fnmr[0] == 0.4
+    assert e.achieved_fmr == 0.5  # impostors above 0.3: 0.6, 0.5 of 4
+    assert np.isnan(e.fmr) and "starting error" in e.note
+    e0 = edc_fixed(sim, gen, np.arange(9.0), 0.01, starting_error=0.0)
+    assert e0.fnmr[0] == 0.0 and e0.threshold < 0.2
+
+
+@pytest.mark.parametrize("gen", [np.ones(6, dtype=bool), np.zeros(6, dtype=bool)])
+def test_all_genuine_or_all_impostor_is_a_clear_error(gen):
+    sim = np.linspace(0, 1, 6)
+    for call in (
+        lambda: erc_recomputed(sim, gen, sim, 1e-3),
+        lambda: edc_fixed(sim, gen, sim, 1e-3),
+        lambda: evaluate(sim, gen, {"q": sim}, [1e-3]),
+    ):
+        with pytest.raises(EvaluationError, match="no (genuine|impostor) pairs") as exc:
+            call()
+        assert isinstance(exc.value, FiqaError)
+
+
+def test_no_impostor_left_gives_undefined_fnmr_not_a_number():
+    sim = np.array([0.9, 0.8, 0.1, 0.2])
+    gen = np.array([1, 1, 0, 0], dtype=bool)
+    q = np.array([5.0, 6, 1, 2])  # the impostors are the lowest quality
+    c = erc_recomputed(sim, gen, q, 0.5, fractions=[0.0, 0.5])
+    assert c.fnmr[0] == 0.0 and np.isnan(c.fnmr[1]) and np.isnan(c.auc)
+    assert "undefined from reject fraction 0.50" in c.note
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(similarity=np.array([0.1, np.nan, 0.3, 0.4])),
+        dict(genuine=np.array([0, 1, 2, 0])),
+        dict(pair_quality=np.array([1.0, 2.0])),
+        dict(pair_quality=np.array([1.0, np.inf, 2, 3])),
+        dict(fractions=[0.0, 0.5, 0.4]),
+        dict(fmr=1.5),
+    ],
+)
+def test_bad_inputs_raise(bad):
+    kw = dict(similarity=np.array([0.1, 0.2, 0.3, 0.4]), genuine=np.array([0, 1, 0, 1]), pair_quality=np.arange(4.0), fmr=0.5)
+    kw.update(bad)
+    with pytest.raises(EvaluationError):
+        erc_recomputed(**kw)
+
+
+def _random_case(rng: np.random.Generator, n: int):
+    sim = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # 0-2 decimals: many tied scores
+    gen = rng.random(n) < rng.uniform(0.2, 0.8)
+    gen[0], gen[1] = True, False
+    q = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # tied qualities, cut by reject counts
+    return sim, gen, q
+
+
+def test_fast_equals_straightforward_on_random_data_with_ties():
+    rng = np.random.default_rng(7)
+    fmrs = [0.0, 1e-3, 0.01, 0.1, 0.25, 0.5, 1.0]
+    for _ in range(40):
+        sim, gen, q = _random_case(rng, int(rng.integers(4, 300)))
+        ref = bench.erc_straightforward(sim, gen, q, fmrs)
+        for t, f in enumerate(fmrs):
+            c = erc_recomputed(sim, gen, q, f)
+            np.testing.assert_array_equal(c.fnmr, ref["fnmr"][t])
+            np.testing.assert_array_equal(c.auc, ref["auc"][t])  # NaN == NaN here
+            assert c.threshold == ref["threshold0"][t]
+            limit = float(rng.choice([0.0, 0.1, 0.2, 1.0]))
+            norm = bool(rng.random() < 0.5)
+            e = edc_fixed(sim, gen, q, f, limit, normalised=norm)
+            for r in (bench.edc_straightforward(sim, gen, q, f, limit, norm), bench.edc_straightforward_cumsum(sim, gen, q, f, limit, norm)):
+                np.testing.assert_array_equal(e.fractions, r["x"])
+                np.testing.assert_array_equal(e.fnmr, r["fnmr"])
+                assert e.auc == r["auc"] and e.threshold == r["threshold"]
+
+
+def test_fast_equals_straightforward_when_the_prefix_scan_must_grow():
+    # 20k pairs, impostor scores with 2 decimals (big tie blocks); the most similar impostors have the
+    # lowest quality, so rejection removes the head of the score order and the scan has to reach past it.
+    rng = np.random.default_rng(3)
+    n = 20_000
+    gen = rng.random(n) < 0.3
+    sim = np.where(gen, rng.normal(0.6, 0.15, n), np.round(rng.normal(0.05, 0.1, n), 2))
+    q = np.where(gen, rng.normal(size=n), -sim * 10 + rng.normal(0, 0.01, n))
+    fmrs = [1e-4, 1e-3, 1e-2, 0.3]
+    ref = bench.erc_straightforward(sim, gen, q, fmrs)
+    rows, _ = evaluate(sim, gen, {"q": q}, fmrs)
+    for t, f in enumerate(fmrs):
+        c = erc_recomputed(sim, gen, q, f)
+        np.testing.assert_array_equal(c.fnmr, ref["fnmr"][t])
+        assert c.auc == ref["auc"][t]
+        erc_row = next(r for r in rows if r["protocol"] == "ERC" and r["fmr"] == f)
+        assert erc_row["auc"] == ref["auc"][t]
+        edc_row = next(r for r in rows if r["protocol"] == "EDC" and r["fmr"] == f)
+        assert edc_row["auc"] == bench.edc_straightforward_cumsum(sim, gen, q, f)["auc"]
+
+
+def test_float32_scores_match_float64_decisions():
+    rng = np.random.default_rng(5)
+    sim, gen, q = _random_case(rng, 500)
+    s32 = sim.astype(np.float32)
+    c = erc_recomputed(s32, gen, q.astype(np.float32), 0.1)
+    ref = bench.erc_straightforward(s32, gen, q.astype(np.float32), [0.1])
+    np.testing.assert_array_equal(c.fnmr, ref["fnmr"][0])
