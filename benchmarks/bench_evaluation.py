@@ -277,14 +277,17 @@ def write_results(rows: list[dict[str, object]], quick: bool) -> Path:
             f"{os.cpu_count()} cores (shared with other jobs), Python {platform.python_version()}, NumPy {np.__version__}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
             "",
-            "Per run: 10 quality methods (pair qualities, float64, one with heavy ties) x 3 FMR targets (1e-2, 1e-3, "
-            "1e-4); ERC at the 20 reject fractions 0..0.95 and EDC (pAUC to 0.2) for each. Synthetic pairs, half "
-            "genuine: genuine cosine ~ N(0.6, 0.15), impostor ~ N(0.05, 0.1). Fast = `fiqa_bench.evaluation.evaluate` "
-            "(time to make the synthetic qualities excluded); straightforward = `erc_straightforward` (per reject "
+            "Per run: 10 quality methods (pair qualities, float64, one rounded to 1 decimal for heavy ties) x 3 FMR "
+            "targets (1e-2, 1e-3, 1e-4); ERC at the 20 reject fractions 0..0.95 and EDC (pAUC to 0.2) for each, i.e. "
+            "60 curves per run. Synthetic pairs, half genuine: genuine cosine ~ N(0.6, 0.15), impostor ~ N(0.05, 0.1), "
+            "qualities correlated (rho 0.1..0.8) with pair difficulty. Fast = `fiqa_bench.evaluation.evaluate` (the "
+            "time to make the synthetic qualities is excluded). Straightforward = `erc_straightforward` (per reject "
             "fraction: re-sort the retained pairs, search the threshold among their impostor scores) + "
-            "`edc_straightforward_cumsum`, from this script, run in the same process on the same data on as many "
-            "methods as shown in brackets (per-method time compared; it scales linearly in methods). Peak = "
-            "tracemalloc peak of NumPy/Python allocations during the call, inputs excluded.",
+            "`edc_straightforward_cumsum` from this script, in the same process on the same data, on the number of "
+            "methods in brackets (its cost is linear in methods, so per-method times are compared). The machine is "
+            "shared with other jobs, so CPU seconds of this process are the fairer measure; the speed-up is CPU per "
+            "method. Peak = tracemalloc peak of NumPy/Python allocations during a separate identical call, inputs "
+            "excluded.",
             "",
             HEADER,
             "|" + "---|" * NCOL,

@@ -118,6 +118,7 @@ class Scores:
     imp_neg: np.ndarray  # -similarity of imp_desc: ascending, for tie-block lookup by searchsorted
     gen_asc: np.ndarray  # pair indices of genuine pairs, least similar first
     gen_sorted: np.ndarray  # their similarity, ascending
+    gen_idx: np.ndarray  # pair indices of genuine pairs, ascending
 
     @property
     def n(self) -> int:
@@ -140,7 +141,7 @@ class Scores:
         gidx = np.flatnonzero(gen)
         gs = sim[gidx]
         og = np.argsort(gs)
-        return cls(sim, gen, imp[o], neg[o], gidx[og], gs[og])
+        return cls(sim, gen, imp[o], neg[o], gidx[og], gs[og], gidx)
 
 
 Flags = Callable[[int], np.ndarray] | None  # L -> bool "still present" flags of sorted positions [0, L)

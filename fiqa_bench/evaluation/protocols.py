@@ -178,7 +178,7 @@ class EdcArrays:
 
 
 def edc_arrays(
-    sc: Scores, q: np.ndarray, order: np.ndarray, thr: np.ndarray, accepted: np.ndarray, limit: float, normalised: bool
+    sc: Scores, q: np.ndarray, thr: np.ndarray, accepted: np.ndarray, limit: float, normalised: bool
 ) -> EdcArrays:
     """EDC over the genuine pairs: discarding the genuine pairs of lowest quality first, ties together.
 
@@ -186,20 +186,24 @@ def edc_arrays(
     mated comparisons only); impostors only fix the threshold. At each distinct quality level: x =
     discarded genuine / all genuine, FNMR = false non-matches among the remaining genuine / remaining
     genuine. The curve ends at (1, 0).
+
+    Cost: one sort of the genuine qualities; per threshold, only the false non-matches (usually a
+    small share) are located among the quality levels, then counted per level (bincount + cumsum).
     """
-    g = order[sc.genuine[order]]  # genuine pairs, lowest quality first
-    qg = q[g]
-    sg = sc.sim[g]
-    ng = len(g)
+    qg = np.sort(q[sc.gen_idx])  # genuine qualities, ascending
+    ng = len(qg)
     d = np.concatenate(([0], np.flatnonzero(qg[1:] != qg[:-1]) + 1))  # discard counts at each step
+    levels = qg[d]  # step k discards every genuine pair with quality < levels[k]
     del qg
     x = np.append(d / ng, 1.0)
-    fnmr = np.empty((len(thr), len(x)))
     remaining = ng - d
-    for t, v in enumerate(thr):
-        cum = np.cumsum(sg <= v, dtype=np.int64)
-        gone = np.where(d > 0, cum[np.maximum(d - 1, 0)], 0)
-        fnmr[t, :-1] = (cum[-1] - gone) / remaining
+    fnm = np.searchsorted(sc.gen_sorted, thr, side="right")  # false non-matches per threshold
+    fnmr = np.empty((len(thr), len(x)))
+    for t in range(len(thr)):
+        # A false non-match with quality v is gone from step j(v) = #(levels <= v) on; count them per step.
+        j = np.searchsorted(levels, np.sort(q[sc.gen_asc[: fnm[t]]]), side="right")  # sorted keys: fast
+        gone = np.cumsum(np.bincount(j, minlength=len(levels) + 1)[: len(levels)])
+        fnmr[t, :-1] = (fnm[t] - gone) / remaining
         fnmr[t, -1] = 0.0
     auc = np.array([stepwise_area(x, fnmr[t], limit, normalised) for t in range(len(thr))])
     return EdcArrays(x, fnmr, auc, thr, accepted)
@@ -279,7 +283,7 @@ def edc_fixed(
         thr = np.array([v])
         c = np.array([sc.n_imp - np.searchsorted(-sc.imp_neg[::-1], v, side="right")])
         fmr_value = float("nan")
-    res = edc_arrays(sc, q, quality_order(q), thr, c, float(discard_limit), normalised)
+    res = edc_arrays(sc, q, thr, c, float(discard_limit), normalised)
     return edc_curve(res, 0, fmr_value, float(discard_limit), normalised, sc, starting_error)
 
 

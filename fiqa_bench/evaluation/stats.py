@@ -60,7 +60,7 @@ def method_arrays(sc: Scores, q: np.ndarray, setup: Setup, edc_thr: tuple[np.nda
     order = quality_order(q, ks)
     erc = erc_arrays(sc, order, ks, setup.fractions, setup.fmrs)
     c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc, setup.fmrs, None, sc.n_imp)
-    edc = edc_arrays(sc, q, order, thr, c, setup.discard_limit, setup.normalised)
+    edc = edc_arrays(sc, q, thr, c, setup.discard_limit, setup.normalised)
     return erc, edc
 
 
