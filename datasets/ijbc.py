@@ -140,6 +140,27 @@ def _listing(crop_dir: Path) -> set[str]:
         return {e.name for e in it}
 
 
+def _template_index(template_values: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each id in the sorted ``template_values`` and whether it is there at all.
+
+    Template ids are small integers (IJB-C: below 200k), so a lookup table is used: a random gather,
+    several times faster than a binary search over 15.7M pairs. Huge or negative ids fall back to searching.
+    """
+    if len(template_values) == 0:
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    lo, hi = int(template_values[0]), int(template_values[-1])
+    if lo >= 0 and hi < 50_000_000:
+        lut = np.full(hi + 1, -1, np.int64)
+        lut[template_values] = np.arange(len(template_values))
+        inside = (ids >= 0) & (ids <= hi)
+        idx = np.where(inside, lut[np.clip(ids, 0, hi)], -1)
+        ok = idx >= 0
+        return np.maximum(idx, 0), ok
+    idx = np.searchsorted(template_values, ids)
+    ok = template_values[np.minimum(idx, len(template_values) - 1)] == ids
+    return idx, ok
+
+
 class IJBC(Dataset):
     card = IJBC_CARD
 
@@ -273,18 +294,8 @@ class IJBC(Dataset):
                 "labels are 1 (same subject) or 0",
                 int(bad_label[0]) + 1,
             )
-        a = np.searchsorted(template_values, p1)
-        b = np.searchsorted(template_values, p2)
-        a_ok = (
-            template_values[np.minimum(a, len(template_values) - 1)] == p1
-            if len(template_values)
-            else np.zeros(len(p1), bool)
-        )
-        b_ok = (
-            template_values[np.minimum(b, len(template_values) - 1)] == p2
-            if len(template_values)
-            else np.zeros(len(p2), bool)
-        )
+        a, a_ok = _template_index(template_values, p1)
+        b, b_ok = _template_index(template_values, p2)
         ok = a_ok & b_ok
         n_pairs_skipped = 0
         if not ok.all():
