@@ -348,6 +348,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels-last", action="store_true", help="channels_last memory format for models that support it"
     )
     parser.add_argument(
+        "--timeout-hours",
+        type=float,
+        default=24.0,
+        help="how long ranks wait for each other at the barriers (default 24 h)",
+    )
+    parser.add_argument(
         "--score-only", action="store_true", help="fill the cache and stop (no evaluation on rank 0)"
     )
 
@@ -385,9 +391,15 @@ def run_distributed(args: argparse.Namespace) -> int:
     applied = _speed_options(config, args.precision, args.channels_last)
     config.device = _device_for_rank(config.device, env)
     if env.world > 1:
+        from datetime import timedelta
+
         import torch.distributed as dist
 
-        dist.init_process_group(backend="nccl" if config.device.startswith("cuda") else "gloo")
+        # Ranks that finish their shard early wait for the slowest one: allow long shards (hours on CPU).
+        dist.init_process_group(
+            backend="nccl" if config.device.startswith("cuda") else "gloo",
+            timeout=timedelta(hours=args.timeout_hours),
+        )
     try:
         t0 = time.perf_counter()
         report = score_shard(config, env, loader=args.loader, shard=args.shard)
