@@ -105,7 +105,7 @@ def load_results(folder: Path) -> Results:
         results["fmr_resolvable"] = results["fmr"] * results["n_impostor"].fillna(0) >= 1
     if "note" not in results.columns:
         results["note"] = ""
-    results["note"] = results["note"].fillna("").astype(str)
+    results["note"] = ["" if pd.isna(v) else str(v) for v in results["note"]]
     # Deterministic order, independent of the order the pipeline wrote the rows in.
     results = results.sort_values(["dataset", "fr_model", "protocol", "fmr", "method"], kind="mergesort").reset_index(drop=True)
 

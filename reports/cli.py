@@ -54,12 +54,26 @@ def _check_method(name: str, known: list[str], where: Path) -> None:
 
 def _protocol_kwargs(rows: pd.DataFrame, protocol: str) -> dict[str, Any]:
     """The protocol settings recorded with the results, so the test uses the same curve as the table."""
-    col = "reject_max" if protocol == "ERC" else "discard_limit"
-    if col in rows.columns:
-        vals = pd.to_numeric(rows[col], errors="coerce").dropna()
-        if len(vals):
-            return {col: float(vals.iloc[0])}
-    return {}
+
+    def first(col: str) -> Any:
+        if col not in rows.columns:
+            return None
+        vals = rows[col].dropna()
+        return vals.iloc[0] if len(vals) else None
+
+    kw: dict[str, Any] = {}
+    if protocol == "EDC":
+        limit = first("discard_limit")
+        if limit is not None:
+            kw["discard_limit"] = float(limit)
+        norm = first("normalised")
+        if norm is not None and str(norm).strip().lower() in ("true", "1"):
+            kw["normalised"] = True
+    else:
+        rmax = first("reject_max")
+        if rmax is not None and not math.isclose(float(rmax), 0.95):
+            kw["fractions"] = np.round(np.arange(0.0, float(rmax) + 1e-9, 0.05), 10)
+    return kw
 
 
 def compare(
@@ -75,8 +89,6 @@ def compare(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Paired bootstrap (same resampled pairs for both methods) for every matching saved result."""
-    from fiqa_bench.evaluation import paired_bootstrap
-
     if n < 1:
         raise FiqaError(f"--n must be at least 1 (got {n}).")
     res = load_results(Path(results_dir))
@@ -108,6 +120,8 @@ def compare(
         for target in fmrs:
             for proto in protocols:
                 kw = _protocol_kwargs(sel[sel["protocol"] == proto], proto)
+                from fiqa_bench.evaluation import paired_bootstrap  # after the names are checked: errors come first
+
                 out = paired_bootstrap(
                     arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, proto,
                     folds=arrays.get("fold"), n=n, seed=seed, **kw,

@@ -47,6 +47,7 @@ def draw_curves(
     rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["protocol"] == protocol) & np.isclose(rows["fmr"], fmr)]
     aucs = dict(zip(rsel["method"], rsel["auc"], strict=True))
     handles: list[tuple[object, str]] = []
+    drawn: list[tuple[np.ndarray, np.ndarray]] = []
     methods = [m for m in sorted(styles) if not styles[m].reference] + [m for m in sorted(styles) if styles[m].reference]
     for i, method in enumerate(methods):
         c = sel[sel["method"] == method]
@@ -60,11 +61,12 @@ def draw_curves(
         if st.marker is not None:
             # Markers spread along the line and offset per method so they do not sit on top of each other.
             kw["markevery"] = (0.012 * (i % 6), 0.11)
+        drawn.append((x, y))
         (line,) = ax.plot(x, y, drawstyle="steps-post" if step else "default", zorder=3 if not st.reference else 2, **kw)
-        if {"fnmr_lo", "fnmr_hi"} <= set(c.columns):
+        if not st.reference and {"fnmr_lo", "fnmr_hi"} <= set(c.columns):  # no bands on reference lines: less clutter
             lo, hi = c["fnmr_lo"].to_numpy(float), c["fnmr_hi"].to_numpy(float)
             if np.isfinite(lo).any() and np.isfinite(hi).any():
-                ax.fill_between(x, lo, hi, color=st.color, alpha=0.15, linewidth=0, step=step, zorder=1)
+                ax.fill_between(x, lo, hi, color=st.color, alpha=0.1, linewidth=0, step=step, zorder=1)
         label = _auc_label(method, float(aucs.get(method, float("nan")))) if legend_auc else method
         handles.append((line, label))
     limit = _limit(rsel, protocol)
@@ -73,9 +75,16 @@ def draw_curves(
         ax.set_xlim(0, min(1.0, max(0.5, 2.5 * limit)))
     elif protocol == "ERC":
         ax.set_xlim(0, limit if limit else 0.95)
-    ax.set_ylim(bottom=0)
+    # y range from the curves in view (bands may extend beyond it and are clipped; the curves never are).
+    xmax = ax.get_xlim()[1]
+    top = max((float(np.nanmax(y[x <= xmax + 1e-9], initial=0.0)) for x, y in drawn), default=0.0)
+    ax.set_ylim(0, top * 1.08 if top > 0 else 0.01)
     ax.grid(True)
     return handles
+
+
+def _has_bands(res: Results) -> bool:
+    return {"fnmr_lo", "fnmr_hi"} <= set(res.curves.columns) and bool(res.curves["fnmr_lo"].notna().any())
 
 
 def _title(dataset: str, fr_model: str, protocol: str, fmr: float) -> str:
@@ -95,10 +104,12 @@ def curve_figure(res: Results, styles: dict[str, Style], dataset: str, fr_model:
             ncol = 2 if max(len(h[1]) for h in handles) > 16 else 3
             fig.legend(
                 [h[0] for h in handles], [h[1] for h in handles], loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                ncol=ncol, handlelength=2.6, columnspacing=1.0, title=f"method ({'AUC' if protocol == 'ERC' else 'pAUC'})",
+                ncol=ncol, handlelength=2.6, columnspacing=1.0, title=f"method ({'AUC' if protocol == 'ERC' else 'pAUC'})" + ("; bands: 95% bootstrap CI" if _has_bands(res) else ""),
                 title_fontsize=6.0,
             )
-        fig.tight_layout()
+        # Fixed margins instead of tight_layout (slow): room for the x label above the legend; savefig's
+        # bbox_inches="tight" then crops to the content.
+        fig.subplots_adjust(left=0.14, right=0.98, top=0.9, bottom=0.2)
     return fig
 
 
@@ -135,7 +146,7 @@ def grid_figure(res: Results, styles: dict[str, Style], protocol: str, fmr: floa
         if seen:
             labels = sorted(seen, key=lambda m: (styles[m].reference, m))
             fig.legend([seen[m] for m in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                       ncol=min(5, len(labels)), handlelength=2.6, columnspacing=1.0)
+                       ncol=min(6, len(labels)), handlelength=2.6, columnspacing=1.0)
         fig.tight_layout()
     return fig
 

@@ -42,6 +42,13 @@ def _cell_text(t: Table, m: str, j: int) -> tuple[str, int]:
     return txt, c.rank
 
 
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def warnings(res: Results) -> list[str]:
     out: list[str] = []
     r = res.results
@@ -50,16 +57,24 @@ def warnings(res: Results) -> list[str]:
         key = (rec["dataset"], rec["fr_model"], float(rec["fmr"]))
         if key in seen:
             continue
-        n_imp = rec.get("n_impostor", float("nan"))
+        n_imp = _num(rec.get("n_impostor"))
         if below_resolution(key[2], n_imp) or not bool(rec.get("fmr_resolvable", True)):
             seen.add(key)
-            n_txt = f"{int(n_imp)} impostor pairs, 1/n = {1 / n_imp:.2g}" if isinstance(n_imp, float) and n_imp > 0 else "too few impostor pairs"
-            ach = rec.get("achieved_fmr", float("nan"))
-            ach_txt = f"; achieved FMR {ach:.3g}" if isinstance(ach, float) and math.isfinite(ach) else ""
+            n_txt = f"{int(n_imp)} impostor pairs, 1/n = {1 / n_imp:.2g}" if math.isfinite(n_imp) and n_imp > 0 else "too few impostor pairs"
+            ach = _num(rec.get("achieved_fmr"))
+            ach_txt = f"; nearest achievable FMR {ach:.3g}" if math.isfinite(ach) else ""
             out.append(f"FMR target {fmt_fmr(key[2])} is below the resolution of {key[0]} with {key[1]} ({n_txt}){ach_txt}: "
                        "the AUC is not measured at the stated FMR.")
-    notes = sorted({n for n in r["note"] if n and n.lower() != "nan"})
-    out.extend(f"note: {n}" for n in notes)
+    # Engine notes, grouped by text so a note shared by many methods is listed once with where it applies.
+    where: dict[str, set[str]] = {}
+    for rec in r.to_dict("records"):
+        note = str(rec.get("note") or "").strip()
+        if note and note.lower() != "nan":
+            where.setdefault(note, set()).add(f"{rec['dataset']}/{rec['fr_model']} {rec['protocol']} ({rec['method']})")
+    for note in sorted(where):
+        places = sorted(where[note])
+        shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
+        out.append(f"note: {note} [{shown}]")
     for name in res.datasets:
         skipped = res.dataset_info(name).get("skipped") or []
         if skipped:
