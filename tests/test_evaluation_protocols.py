@@ -247,3 +247,33 @@ def test_float32_scores_match_float64_decisions():
     c = erc_recomputed(s32, gen, q.astype(np.float32), 0.1)
     ref = bench.erc_straightforward(s32, gen, q.astype(np.float32), [0.1])
     np.testing.assert_array_equal(c.fnmr, ref["fnmr"][0])
+
+
+@pytest.mark.parametrize("budget", [1, 50, 5000])
+def test_fast_equals_straightforward_with_small_row_budgets(monkeypatch, budget):
+    # A tiny budget processes reject fractions one or a few at a time and splits the genuine counts.
+    import fiqa_bench.evaluation._core as core
+
+    monkeypatch.setattr(core, "ROW_BUDGET", budget)
+    rng = np.random.default_rng(budget)
+    for _ in range(5):
+        sim, gen, q = _random_case(rng, int(rng.integers(50, 3000)))
+        fmrs = [1e-3, 0.02, 0.3, 0.9]
+        ref = bench.erc_straightforward(sim, gen, q, fmrs)
+        for t, f in enumerate(fmrs):
+            np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f).fnmr, ref["fnmr"][t])
+
+
+def test_tie_block_reaching_past_the_running_top_list():
+    # 100 impostors: 0.9, twelve at 0.5, 87 at 0.1. Target 0.106 -> 10.6 accepted. Achievable: 0 (thr 0.9),
+    # 1 (thr 0.5), 13 (thr 0.1); |13 - 10.6| = 2.4 is nearest -> threshold 0.1, FMR 0.13. The engine keeps
+    # the top 13 impostors, whose last tie block ends exactly there, so it must widen its list once.
+    imp = np.array([0.9] + [0.5] * 12 + [0.1] * 87)
+    gen_scores = np.array([0.1, 0.2, 0.6])
+    sim = np.concatenate((gen_scores, imp))
+    gen = np.arange(len(sim)) < 3
+    c = erc_recomputed(sim, gen, np.arange(len(sim), dtype=float), 0.106, fractions=[0.0, 0.02])
+    assert c.threshold == 0.1 and c.achieved_fmr == 0.13
+    assert c.fnmr[0] == 1 / 3  # genuine 0.1 <= 0.1
+    ref = bench.erc_straightforward(sim, gen, np.arange(len(sim), dtype=float), [0.106], [0.0, 0.02])
+    np.testing.assert_array_equal(c.fnmr, ref["fnmr"][0])

@@ -10,7 +10,6 @@ not accepted (similarity <= threshold) is a false non-match.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,66 +143,103 @@ class Scores:
         return cls(sim, gen, imp[o], neg[o], gidx[og], gs[og], gidx)
 
 
-Flags = Callable[[int], np.ndarray] | None  # L -> bool "still present" flags of sorted positions [0, L)
-
-
-def nearest_fmr_thresholds(sc: Scores, fmrs: np.ndarray, flags: Flags, n_rem: int) -> tuple[np.ndarray, np.ndarray]:
+def nearest_fmr_thresholds(neg: np.ndarray, n_rem: int, fmrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per FMR target: (c, threshold) with c the number of remaining impostors accepted.
+
+    ``neg``: the remaining impostors' negated scores, ascending (most similar first), either all of
+    them or at least every one scoring >= the one that decides the answer (see ``layered_thresholds``);
+    ``n_rem``: how many impostors remain in all.
 
     Candidate thresholds are the remaining impostor scores. Threshold v accepts the impostors strictly
     above v, so with tied impostor scores only the FMRs #(score > v) / n at the start of each tie
     block are achievable (e.g. scores 0.9, 0.5, 0.5, 0.1 allow FMR 0, 1/4 and 3/4, never 2/4). The
     chosen threshold is the candidate whose FMR is nearest the target; an exact tie in distance goes to
     the lower FMR (the stricter, higher threshold). FMR 0 (threshold = the top impostor score) is always
-    a candidate.
-
-    ``flags(L)`` marks which of the first L impostors in score order (most similar first) remain;
-    ``None`` means all do. Only a prefix of the score-sorted impostors is scanned: for small FMRs
-    that prefix is about FMR x (number of impostors), which keeps the 20 reject fractions cheap.
+    a candidate. Returns c = -1 where ``neg`` is too short to decide (the caller widens it).
     """
-    neg = sc.imp_neg
-    total = len(neg)
     x = fmrs * n_rem  # wanted number of accepted impostors (fractional)
     j0 = np.minimum(np.floor(x).astype(np.int64), n_rem - 1)
     j1 = np.ceil(x).astype(np.int64)
     has_hi = j1 <= n_rem - 1
     j1c = np.minimum(j1, n_rem - 1)
-    need = int(j1c.max())
-    length = min(total, int((need + 1) * (total / n_rem) * 1.25) + 256)
-    while True:
-        cum = np.arange(1, length + 1) if flags is None else np.cumsum(flags(length), dtype=np.int64)
-        if cum[-1] >= need + 1:
-            p = int(np.searchsorted(cum, need + 1))
-            end = int(np.searchsorted(neg, neg[p], side="right"))  # one past p's tie block
-            if end <= length:
-                break
-        if length >= total:
-            break
-        length = min(total, 2 * length)
-
-    def before(pos: np.ndarray) -> np.ndarray:  # remaining impostors strictly more similar than pos
-        start = np.searchsorted(neg, neg[pos], side="left")
-        return np.where(start > 0, cum[np.maximum(start - 1, 0)], 0)
-
-    c_lo = before(np.searchsorted(cum, j0 + 1))  # largest achievable count <= x
-    p1 = np.searchsorted(cum, j1c + 1)
-    e1 = before(p1)
-    last1 = np.searchsorted(neg, neg[p1], side="right") - 1
-    c_hi = np.where(e1 == j1c, j1c, cum[last1])  # smallest achievable count >= x
+    c_lo = np.searchsorted(neg, neg[j0], side="left")  # largest achievable count <= x
+    starts = np.searchsorted(neg, neg[j1c], side="left")
+    c_hi = np.where(starts == j1c, j1c, np.searchsorted(neg, neg[j1c], side="right"))  # smallest >= x
     use_hi = has_hi & (c_hi <= n_rem - 1) & ((c_hi - x) < (x - c_lo))
-    c = np.where(use_hi, c_hi, c_lo)
-    thr = -neg[np.searchsorted(cum, c + 1)]  # score of the c-th remaining impostor (0-based)
-    return c, thr
+    c = np.where(use_hi, c_hi, c_lo).astype(np.int64)
+    if np.any(c >= len(neg)):
+        return np.full(len(fmrs), -1, dtype=np.int64), np.zeros(len(fmrs), dtype=neg.dtype)
+    return c, -neg[c]
 
 
-def fnm_counts(sc: Scores, thr: np.ndarray, flags: Flags) -> np.ndarray:
-    """Remaining genuine pairs with similarity <= thr (false non-matches), per threshold."""
+def _smallest_with_ties(a: np.ndarray, m: int) -> np.ndarray:
+    """The m smallest values of a plus every value tied with the m-th (unsorted)."""
+    if len(a) <= m:
+        return a
+    v = np.partition(a, m - 1)[m - 1]
+    return a[a <= v]
+
+
+def layered_thresholds(
+    s_ord: np.ndarray, g_ord: np.ndarray, bounds: np.ndarray, n_imp: np.ndarray, fmrs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ERC thresholds for every reject fraction: (c, thr), each fractions x targets (c = -1, thr NaN
+    where no impostor remains).
+
+    ``s_ord``/``g_ord``: scores and genuine flags in quality order; fraction i keeps the positions
+    >= bounds[i], i.e. the layers i, i+1, ... (layer l = positions [bounds[l], bounds[l+1])). Walking the
+    layers from the last, a running list keeps the top m impostor scores of the kept pairs (with every
+    score tied to the m-th): the answer for every target lies in that list when m exceeds the largest
+    wanted count by 2. Cost: O(pairs) for the layers plus O(fractions x m log m); memory O(pairs).
+    If a tie block straddles the list's end, m doubles and the walk is redone.
+    """
+    n_frac = len(n_imp)
+    x = fmrs[None, :] * n_imp[:, None].astype(np.int64)
+    need = int(np.ceil(x).max()) if len(x) else 0
+    m = need + 2
+    while True:
+        c = np.full((n_frac, len(fmrs)), -1, dtype=np.int64)
+        thr = np.full((n_frac, len(fmrs)), np.nan)
+        top = np.empty(0, dtype=s_ord.dtype)
+        complete = True
+        for i in range(n_frac - 1, -1, -1):
+            seg = slice(bounds[i], bounds[i + 1])
+            layer = -s_ord[seg][~g_ord[seg]]
+            top = _smallest_with_ties(np.concatenate((top, _smallest_with_ties(layer, m))), m)
+            if n_imp[i] == 0:
+                continue
+            ci, ti = nearest_fmr_thresholds(np.sort(top), int(n_imp[i]), fmrs)
+            if ci[0] < 0:
+                complete = False
+                break
+            c[i], thr[i] = ci, ti
+        if complete or m >= len(s_ord):
+            return c, thr
+        m *= 2
+
+
+ROW_BUDGET = 1 << 22  # elements of a (reject fractions x genuine prefix) count matrix built at once
+
+
+def fnm_counts_rows(sc: Scores, thr: np.ndarray, b_gen: np.ndarray, rows: np.ndarray, budget: int | None = None) -> np.ndarray:
+    """Per row: remaining genuine pairs (``b_gen > rows[r]``, score order) with similarity <= thr[r, t]."""
+    budget = ROW_BUDGET if budget is None else budget
     pos = np.searchsorted(sc.gen_sorted, thr, side="right")
-    top = int(pos.max())
+    out = np.zeros(pos.shape, dtype=np.int64)
+    top = int(pos.max()) if pos.size else 0
     if top == 0:
-        return np.zeros(len(thr), dtype=np.int64)
-    cum = np.arange(1, top + 1) if flags is None else np.cumsum(flags(top), dtype=np.int64)
-    return np.where(pos > 0, cum[np.maximum(pos - 1, 0)], 0)
+        return out
+    step = max(1, budget // top)
+    for s in range(0, len(rows), step):
+        sl = slice(s, s + step)
+        p = pos[sl]
+        m = int(p.max())
+        if m == 0:
+            continue
+        cum = np.cumsum(b_gen[None, :m] > rows[sl, None], axis=1, dtype=np.int64)
+        rr = np.arange(len(p))[:, None]
+        out[sl] = np.where(p > 0, cum[rr, np.maximum(p - 1, 0)], 0)
+    return out
 
 
 def fmt_fmr(f: float) -> str:

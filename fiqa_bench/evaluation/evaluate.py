@@ -89,7 +89,7 @@ def evaluate(
     if bootstrap < 0:
         raise EvaluationError(f"bootstrap must be >= 0, got {bootstrap}")
     sc = Scores.build(sim, gen, checked=True)
-    edc_thr = nearest_fmr_thresholds(sc, setup.fmrs, None, sc.n_imp)
+    edc_thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
     names = list(qualities)
     rows: list[dict[str, Any]] = []
     points: list[dict[str, Any]] = []
@@ -101,8 +101,8 @@ def evaluate(
         q = check_quality(qualities[name], sc.n, f"quality {name!r}")
         if bootstrap:
             kept.append(q)
-        erc, edc = method_arrays(sc, q, setup, edc_thr)
-        at = edc.x if len(edc.x) <= EDC_MAX_POINTS else np.linspace(0.0, 1.0, EDC_MAX_POINTS)
+        erc, edc = method_arrays(sc, q, setup, edc_thr, edc_max_points=EDC_MAX_POINTS)
+        at = edc.at
         edc_at.append(at)
         edc_on = step_values(edc.x, edc.fnmr, at)
         for t, f in enumerate(setup.fmrs):
@@ -139,10 +139,11 @@ def evaluate(
                     "note": edc_note(f, sc.n_imp, a_edc, None),
                 }
             )
-            for r, v in zip(setup.fractions, erc.fnmr[t], strict=True):
-                points.append({"method": name, "protocol": "ERC", "fmr": f, "fraction": float(r), "fnmr": float(v)})
-            for x, v in zip(at, edc_on[t], strict=True):
-                points.append({"method": name, "protocol": "EDC", "fmr": f, "fraction": float(x), "fnmr": float(v)})
+            for proto, xs, ys in (("ERC", setup.fractions, erc.fnmr[t]), ("EDC", at, edc_on[t])):
+                points.extend(
+                    {"method": name, "protocol": proto, "fmr": f, "fraction": x, "fnmr": y}
+                    for x, y in zip(xs.tolist(), ys.tolist(), strict=True)
+                )
         del q
     if bootstrap and names:
         _add_bootstrap(rows, points, sim, gen, kept, setup, folds, bootstrap, seed, edc_at, progress)

@@ -26,7 +26,8 @@ from ._core import (
     check_fractions,
     check_quality,
     fmt_fmr,
-    fnm_counts,
+    fnm_counts_rows,
+    layered_thresholds,
     nearest_fmr_thresholds,
     quality_order,
     reject_counts,
@@ -69,35 +70,31 @@ class ErcArrays:
 
 def erc_arrays(sc: Scores, order: np.ndarray, ks: np.ndarray, fractions: np.ndarray, fmrs: np.ndarray) -> ErcArrays:
     n_frac = len(ks)
-    # bucket[p] = how many reject fractions keep pair p (pairs in sorted positions [k_i, k_i+1) stay for
-    # fractions 0..i). Pair p remains at fraction i  <=>  bucket[p] > i. One byte per pair.
+    bounds = np.append(ks, sc.n)  # fraction i keeps quality positions >= ks[i]: layers i, i+1, ...
+    g_ord = sc.genuine[order]
+    s_ord = sc.sim[order]
+    gen_layer = np.array([np.count_nonzero(g_ord[bounds[i] : bounds[i + 1]]) for i in range(n_frac)], dtype=np.int64)
+    n_gen = np.cumsum(gen_layer[::-1])[::-1]
+    n_imp = np.cumsum((np.diff(bounds) - gen_layer)[::-1])[::-1]
+    c, thr = layered_thresholds(s_ord, g_ord, bounds, n_imp, fmrs)
+    del s_ord, g_ord
+
+    # bucket[p] = how many reject fractions keep pair p (pairs in layer i stay for fractions 0..i):
+    # pair p remains at fraction i  <=>  bucket[p] > i. One byte per pair.
     bucket = np.zeros(sc.n, dtype=np.uint8 if n_frac < 255 else np.uint16)
-    bounds = np.append(ks, sc.n)
     for i in range(n_frac):
         bucket[order[bounds[i] : bounds[i + 1]]] = i + 1
-    b_imp = bucket[sc.imp_desc]  # in impostor-score order, most similar first
     b_gen = bucket[sc.gen_asc]  # in genuine-score order, least similar first
-    n_imp = np.bincount(b_imp, minlength=n_frac + 1)[::-1].cumsum()[::-1][1:]
-    n_gen = np.bincount(b_gen, minlength=n_frac + 1)[::-1].cumsum()[::-1][1:]
     del bucket
 
     n_t = len(fmrs)
-    fnmr = np.full((n_t, n_frac), np.nan)
-    thr0 = np.full(n_t, np.nan)
-    acc0 = np.zeros(n_t, dtype=np.int64)
-    for i in range(n_frac):
-        ni, ng = int(n_imp[i]), int(n_gen[i])
-        if ni == 0:
-            continue  # no impostor left: no threshold, FNMR undefined (NaN)
-        all_left = ni == sc.n_imp and ng == sc.n_gen
-        fi = None if all_left else (lambda length, i=i: b_imp[:length] > i)
-        c, thr = nearest_fmr_thresholds(sc, fmrs, fi, ni)
-        if i == 0:
-            thr0, acc0 = thr.astype(np.float64), c
-        if ng == 0:
-            continue
-        fg = None if all_left else (lambda length, i=i: b_gen[:length] > i)
-        fnmr[:, i] = fnm_counts(sc, thr, fg) / ng
+    fnmr = np.full((n_t, n_frac), np.nan)  # NaN where no impostor (no threshold) or no genuine is left
+    thr0 = thr[0].astype(np.float64)
+    acc0 = np.maximum(c[0], 0)
+    rows = np.flatnonzero((n_imp > 0) & (n_gen > 0))
+    if len(rows):
+        counts = fnm_counts_rows(sc, thr[rows].astype(sc.sim.dtype), b_gen, rows)
+        fnmr[:, rows] = (counts / n_gen[rows][:, None]).T
     auc = np.trapezoid(fnmr, fractions, axis=1) if n_frac > 1 else np.zeros(n_t)
     return ErcArrays(fnmr, auc, thr0, acc0, n_imp, n_gen)
 
@@ -170,15 +167,24 @@ def erc_curve(res: ErcArrays, t: int, fmr: float, fractions: np.ndarray, sc: Sco
 
 @dataclass
 class EdcArrays:
-    x: np.ndarray  # discard fractions at the curve's steps, ending with 1
-    fnmr: np.ndarray  # targets x steps, ending with 0
+    x: np.ndarray  # discard fractions at the computed steps, ending with 1
+    fnmr: np.ndarray  # targets x computed steps, ending with 0
     auc: np.ndarray  # per target
     threshold: np.ndarray
     accepted: np.ndarray  # impostors accepted by the fixed threshold
+    at: np.ndarray  # where to read the curve for output: every step, or the requested points
 
 
 def edc_arrays(
-    sc: Scores, q: np.ndarray, thr: np.ndarray, accepted: np.ndarray, limit: float, normalised: bool
+    sc: Scores,
+    q: np.ndarray,
+    thr: np.ndarray,
+    accepted: np.ndarray,
+    limit: float,
+    normalised: bool,
+    *,
+    at: np.ndarray | None = None,
+    max_points: int | None = None,
 ) -> EdcArrays:
     """EDC over the genuine pairs: discarding the genuine pairs of lowest quality first, ties together.
 
@@ -187,26 +193,44 @@ def edc_arrays(
     discarded genuine / all genuine, FNMR = false non-matches among the remaining genuine / remaining
     genuine. The curve ends at (1, 0).
 
-    Cost: one sort of the genuine qualities; per threshold, only the false non-matches (usually a
-    small share) are located among the quality levels, then counted per level (bincount + cumsum).
+    Without ``at``/``max_points`` every step is computed. With ``at`` (or when the curve has more than
+    ``max_points`` steps: ``at`` = a ``max_points`` grid on [0, 1]) only the steps below ``limit`` (for
+    the area) and the steps in force at the ``at`` points are computed: same area, same values there.
+
+    Cost: one sort of the genuine qualities; per threshold, the false non-matches (usually a small
+    share) are sorted by quality and counted below each computed step's level.
     """
     qg = np.sort(q[sc.gen_idx])  # genuine qualities, ascending
     ng = len(qg)
     d = np.concatenate(([0], np.flatnonzero(qg[1:] != qg[:-1]) + 1))  # discard counts at each step
     levels = qg[d]  # step k discards every genuine pair with quality < levels[k]
     del qg
-    x = np.append(d / ng, 1.0)
+    x = d / ng
+    if at is None and max_points is not None and len(d) + 1 > max_points:
+        at = np.linspace(0.0, 1.0, max_points)
+    if at is not None:
+        below = int(np.searchsorted(x, limit, side="left"))  # steps 0 .. below-1 start under the limit
+        active = np.searchsorted(x, at, side="right") - 1  # step in force at each point (len(d) - 1 at most)
+        active = active[active >= below]  # sorted, as ``at`` is; keep each step once
+        active = active[np.concatenate(([True], active[1:] != active[:-1]))] if len(active) else active
+        steps = np.concatenate((np.arange(max(1, below)), active[active >= max(1, below)]))
+        d, levels, x = d[steps], levels[steps], x[steps]
+    x = np.append(x, 1.0)
     remaining = ng - d
     fnm = np.searchsorted(sc.gen_sorted, thr, side="right")  # false non-matches per threshold
     fnmr = np.empty((len(thr), len(x)))
     for t in range(len(thr)):
-        # A false non-match with quality v is gone from step j(v) = #(levels <= v) on; count them per step.
-        j = np.searchsorted(levels, np.sort(q[sc.gen_asc[: fnm[t]]]), side="right")  # sorted keys: fast
-        gone = np.cumsum(np.bincount(j, minlength=len(levels) + 1)[: len(levels)])
+        fq = np.sort(q[sc.gen_asc[: fnm[t]]])  # qualities of the false non-matches
+        if at is None:
+            # a false non-match with quality v is gone from step #(levels <= v) on: count per step
+            j = np.searchsorted(levels, fq, side="right")
+            gone = np.cumsum(np.bincount(j, minlength=len(levels) + 1)[: len(levels)])
+        else:
+            gone = np.searchsorted(fq, levels, side="left")  # those with quality below each level
         fnmr[t, :-1] = (fnm[t] - gone) / remaining
         fnmr[t, -1] = 0.0
     auc = np.array([stepwise_area(x, fnmr[t], limit, normalised) for t in range(len(thr))])
-    return EdcArrays(x, fnmr, auc, thr, accepted)
+    return EdcArrays(x, fnmr, auc, thr, accepted, x if at is None else np.asarray(at, dtype=np.float64))
 
 
 def stepwise_area(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool = False) -> float:
@@ -276,7 +300,7 @@ def edc_fixed(
         raise EvaluationError(f"discard_limit must lie in [0, 1], got {discard_limit}")
     if starting_error is None:
         fmrs = check_fmrs(fmr)
-        c, thr = nearest_fmr_thresholds(sc, fmrs, None, sc.n_imp)
+        c, thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, fmrs)
         fmr_value = float(fmrs[0])
     else:
         v = sc.sim.dtype.type(starting_error_threshold(sc, float(starting_error)))

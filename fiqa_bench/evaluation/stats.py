@@ -54,13 +54,22 @@ class Setup:
         return cls(check_fmrs(fmrs), check_fractions(fractions), float(discard_limit), bool(normalised))
 
 
-def method_arrays(sc: Scores, q: np.ndarray, setup: Setup, edc_thr: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[ErcArrays, EdcArrays]:
+def method_arrays(
+    sc: Scores,
+    q: np.ndarray,
+    setup: Setup,
+    edc_thr: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    edc_at: np.ndarray | None = None,
+    edc_max_points: int | None = None,
+) -> tuple[ErcArrays, EdcArrays]:
     """ERC and EDC of one quality method on one score set (all FMR targets at once, one sort)."""
     ks = reject_counts(setup.fractions, sc.n)
     order = quality_order(q, ks)
     erc = erc_arrays(sc, order, ks, setup.fractions, setup.fmrs)
-    c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc, setup.fmrs, None, sc.n_imp)
-    edc = edc_arrays(sc, q, thr, c, setup.discard_limit, setup.normalised)
+    del order
+    c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
+    edc = edc_arrays(sc, q, thr, c, setup.discard_limit, setup.normalised, at=edc_at, max_points=edc_max_points)
     return erc, edc
 
 
@@ -125,9 +134,9 @@ def run_bootstrap(
     it = resamples(genuine, folds, n, seed)
     for b, idx in enumerate(tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)):
         sc = Scores.build(similarity[idx], genuine[idx], checked=True)
-        edc_thr = nearest_fmr_thresholds(sc, setup.fmrs, None, sc.n_imp)
+        edc_thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
         for j, q in enumerate(qualities):
-            erc, edc = method_arrays(sc, q[idx], setup, edc_thr)
+            erc, edc = method_arrays(sc, q[idx], setup, edc_thr, edc_at=edc_at[j] if edc_at is not None else np.zeros(1))
             erc_auc[b, j] = erc.auc
             edc_auc[b, j] = edc.auc
             if erc_fnmr is not None:
