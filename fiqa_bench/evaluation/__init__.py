@@ -1,7 +1,8 @@
 """Evaluation engine: ERC (recomputed threshold) and EDC (fixed threshold), areas, bootstrap CIs.
 
 Pure NumPy: nothing here imports torch, a dataset or a model. Memory is proportional to the number
-of pairs (one sort per quality method, cumulative counts and prefix scans per reject fraction).
+of pairs: one sort per quality method, then per reject fraction a running top list of impostor
+scores (ERC thresholds), counts of false non-matches, and one sort of genuine qualities for EDC.
 """
 
 from ._core import DEFAULT_DISCARD_LIMIT, DEFAULT_REJECT_FRACTIONS, EvaluationError, reject_counts
