@@ -89,6 +89,8 @@ def compare(
     seed: int = 0,
 ) -> pd.DataFrame:
     """Paired bootstrap (same resampled pairs for both methods) for every matching saved result."""
+    from fiqa_bench.evaluation import paired_bootstrap
+
     if n < 1:
         raise FiqaError(f"--n must be at least 1 (got {n}).")
     res = load_results(Path(results_dir))
@@ -120,8 +122,6 @@ def compare(
         for target in fmrs:
             for proto in protocols:
                 kw = _protocol_kwargs(sel[sel["protocol"] == proto], proto)
-                from fiqa_bench.evaluation import paired_bootstrap  # after the names are checked: errors come first
-
                 out = paired_bootstrap(
                     arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, proto,
                     folds=arrays.get("fold"), n=n, seed=seed, **kw,

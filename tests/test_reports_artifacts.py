@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from fiqa_bench.errors import FiqaError
 from fiqa_bench.reports import load_results, style_map, write_report
 from fiqa_bench.reports._synthetic import make_results_folder
+
+from fiqa_bench.errors import FiqaError
 
 DATASETS = {"lfw": 900, "cfp_fp": 400}  # 450 / 200 impostor pairs: FMR 3e-3 resolvable on lfw, not on cfp_fp
 FR_MODELS = ("sface", "arcface_r100")
@@ -182,7 +182,6 @@ def test_latex_compiles_with_pdflatex(report_run: dict, tmp_path: Path) -> None:
 
 def test_style_map_is_deterministic_and_consistent_across_figures(report_run: dict) -> None:
     import matplotlib.pyplot as plt
-
     from fiqa_bench.reports import plots
 
     res = load_results(Path(report_run["folder"]))

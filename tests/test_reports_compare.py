@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from fiqa_bench.errors import FiqaError
 from fiqa_bench.reports._synthetic import make_results_folder
 from fiqa_bench.reports.cli import compare
+
+from fiqa_bench.errors import FiqaError
 
 
 @pytest.fixture(scope="session")
