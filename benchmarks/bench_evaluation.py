@@ -63,7 +63,7 @@ def erc_straightforward(sim, genuine, quality, fmrs, fractions=FRACTIONS) -> dic
     """ERC with recomputed threshold: per fraction, keep the pairs, sort their impostors, search."""
     n = len(sim)
     order = np.argsort(quality, kind="stable")  # quality, then pair index
-    fnmr = np.full((len(fmrs), len(fractions)), np.nan)
+    fnmr = np.zeros((len(fmrs), len(fractions)))  # no genuine or no impostor left: FNMR taken as 0
     thr0 = np.full(len(fmrs), np.nan)
     acc0 = np.zeros(len(fmrs), dtype=np.int64)
     for i, r in enumerate(fractions):

@@ -164,13 +164,20 @@ def test_all_genuine_or_all_impostor_is_a_clear_error(gen):
         assert isinstance(exc.value, FiqaError)
 
 
-def test_no_impostor_left_gives_undefined_fnmr_not_a_number():
-    sim = np.array([0.9, 0.8, 0.1, 0.2])
-    gen = np.array([1, 1, 0, 0], dtype=bool)
-    q = np.array([5.0, 6, 1, 2])  # the impostors are the lowest quality
-    c = erc_recomputed(sim, gen, q, 0.5, fractions=[0.0, 0.5])
-    assert c.fnmr[0] == 0.0 and np.isnan(c.fnmr[1]) and np.isnan(c.auc)
-    assert "undefined from reject fraction 0.50" in c.note
+def test_no_impostor_or_no_genuine_left_counts_as_zero_fnmr_with_a_note():
+    sim = np.array([0.9, 0.8, 0.3, 0.1, 0.2, 0.7])
+    gen = np.array([1, 1, 1, 0, 0, 0], dtype=bool)
+    q = np.array([5.0, 6, 7, 1, 2, 3])  # the impostors are the lowest quality
+    c = erc_recomputed(sim, gen, q, 1 / 3, fractions=[0.0, 0.5])
+    # r=0: impostors 0.7 0.2 0.1, target 1 accepted -> threshold 0.2; genuine 0.9 0.8 0.3 all > 0.2 -> 0
+    # r=0.5: the 3 impostors are gone: no FMR can fix a threshold -> FNMR taken as 0 (documented convention)
+    np.testing.assert_array_equal(c.fnmr, [0.0, 0.0])
+    assert c.auc == 0.0 and "no impostor pair left from reject fraction 0.50" in c.note
+    q2 = np.array([1.0, 2, 3, 5, 6, 7])  # now the genuine pairs go first
+    c2 = erc_recomputed(sim, gen, q2, 1 / 3, fractions=[0.0, 0.5])
+    assert c2.fnmr[1] == 0.0 and "no genuine pair left from reject fraction 0.50" in c2.note
+    ref = bench.erc_straightforward(sim, gen, q2, [1 / 3], [0.0, 0.5])
+    np.testing.assert_array_equal(c2.fnmr, ref["fnmr"][0])
 
 
 @pytest.mark.parametrize(

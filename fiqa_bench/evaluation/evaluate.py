@@ -122,7 +122,7 @@ def evaluate(
                     "reject_max": float(setup.fractions[-1]),
                     "discard_limit": nan,
                     "normalised": False,
-                    "note": erc_note(f, erc.n_imp, setup.fractions, erc.fnmr[t], a_erc),
+                    "note": erc_note(f, erc.n_imp, erc.n_gen, setup.fractions, a_erc),
                 }
             )
             rows.append(

@@ -88,7 +88,9 @@ def erc_arrays(sc: Scores, order: np.ndarray, ks: np.ndarray, fractions: np.ndar
     del bucket
 
     n_t = len(fmrs)
-    fnmr = np.full((n_t, n_frac), np.nan)  # NaN where no impostor (no threshold) or no genuine is left
+    # Where no genuine pair is left nothing can be falsely rejected, and where no impostor is left there
+    # is no FMR to bound the threshold: FNMR is taken as 0 in both cases (the EDC's end point convention).
+    fnmr = np.zeros((n_t, n_frac))
     thr0 = thr[0].astype(np.float64)
     acc0 = np.maximum(c[0], 0)
     rows = np.flatnonzero((n_imp > 0) & (n_gen > 0))
@@ -99,7 +101,7 @@ def erc_arrays(sc: Scores, order: np.ndarray, ks: np.ndarray, fractions: np.ndar
     return ErcArrays(fnmr, auc, thr0, acc0, n_imp, n_gen)
 
 
-def erc_note(fmr: float, n_imp: np.ndarray, fractions: np.ndarray, fnmr: np.ndarray, achieved: float) -> str:
+def erc_note(fmr: float, n_imp: np.ndarray, n_gen: np.ndarray, fractions: np.ndarray, achieved: float) -> str:
     parts = []
     if fmr * n_imp[0] < 1:
         parts.append(
@@ -112,11 +114,10 @@ def erc_note(fmr: float, n_imp: np.ndarray, fractions: np.ndarray, fnmr: np.ndar
                 f"FMR {fmt_fmr(fmr)} unresolved from reject fraction {fractions[short[0]]:.2f} "
                 f"(fewer than {int(np.ceil(1 / fmr))} impostors left)"
             )
-    undefined = np.flatnonzero(np.isnan(fnmr))
-    if len(undefined):
-        parts.append(
-            f"FNMR undefined from reject fraction {fractions[undefined[0]]:.2f} (no impostor or no genuine pair left); AUC n/a"
-        )
+    for counts, what, why in ((n_imp, "impostor", "no FMR to fix a threshold"), (n_gen, "genuine", "nothing to reject wrongly")):
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):
+            parts.append(f"no {what} pair left from reject fraction {fractions[empty[0]]:.2f} ({why}): FNMR taken as 0 there")
     return "; ".join(parts)
 
 
@@ -133,8 +134,9 @@ def erc_recomputed(
     pair index); on the remaining impostors the threshold whose FMR is nearest ``fmr`` is chosen
     (candidates: the remaining impostor scores; accepted = strictly more similar; distance ties go to
     the lower FMR; with tied impostor scores only FMRs at tie-block starts are achievable); FNMR =
-    remaining genuine pairs with similarity <= threshold / remaining genuine pairs (NaN if no
-    impostor or no genuine pair remains). AUC = trapezoid over the fractions, not normalised.
+    remaining genuine pairs with similarity <= threshold / remaining genuine pairs. Where no genuine
+    pair remains, or no impostor (so no FMR can bound the threshold), FNMR is taken as 0 and the
+    note says from which fraction. AUC = trapezoid over the fractions, not normalised.
     """
     sc = Scores.build(similarity, genuine)
     q = check_quality(pair_quality, sc.n)
@@ -156,7 +158,7 @@ def erc_curve(res: ErcArrays, t: int, fmr: float, fractions: np.ndarray, sc: Sco
         threshold=float(res.threshold0[t]),
         achieved_fmr=achieved,
         fmr_resolvable=bool(fmr * sc.n_imp >= 1),
-        note=erc_note(fmr, res.n_imp, fractions, res.fnmr[t], achieved),
+        note=erc_note(fmr, res.n_imp, res.n_gen, fractions, achieved),
         n_genuine=sc.n_gen,
         n_impostor=sc.n_imp,
     )
