@@ -21,14 +21,25 @@ from fiqa_bench.errors import FiqaError
 from fiqa_bench.registry import Card
 from fiqa_bench.types import FRModel
 
-from ._common import InputSpec, check_size, flip_embedding_size, parse_flip
+from ._common import FlipMode, InputSpec, check_size, flip_embedding_size, parse_flip
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def check_options(card: Card, device: str, flip_tta: Any, precision: str) -> tuple[FlipMode, str]:
+    """Validate the wrapper's options (cheap: factories call it before reading a big checkpoint)."""
+    flip = parse_flip(flip_tta)
+    precision = str(precision).lower()
+    if precision not in PRECISIONS:
+        raise FiqaError(f"{card.name}: precision {precision!r}: expected one of {', '.join(PRECISIONS)}.")
+    if precision == "fp16" and not str(device).startswith("cuda"):
+        raise FiqaError(f"{card.name}: precision fp16 needs a CUDA device (use bf16 or fp32 on CPU).")
+    return flip, precision
+
+
 class TorchFRModel(FRModel):
     """Options: ``flip_tta`` (False | True/"concat" | "sum"), ``precision`` ("fp32" | "bf16" | "fp16"),
-    ``channels_last`` (None = on for CUDA, off for CPU)."""
+    ``channels_last`` (default on: faster on CUDA and, measured here, on CPU with oneDNN too)."""
 
     def __init__(
         self,
@@ -47,15 +58,10 @@ class TorchFRModel(FRModel):
         self.spec = spec
         self.device = str(device)
         self.weights_path = Path(weights_path) if weights_path else None
-        self.flip_mode = parse_flip(flip_tta)
-        precision = str(precision).lower()
-        if precision not in PRECISIONS:
-            raise FiqaError(f"{card.name}: precision {precision!r}: expected one of {', '.join(PRECISIONS)}.")
+        self.flip_mode, precision = check_options(card, self.device, flip_tta, precision)
         self._cuda = self.device.startswith("cuda")
-        if precision == "fp16" and not self._cuda:
-            raise FiqaError(f"{card.name}: precision fp16 needs a CUDA device (use bf16 or fp32 on CPU).")
         self.precision = precision
-        self.channels_last = self._cuda if channels_last is None else bool(channels_last)
+        self.channels_last = True if channels_last is None else bool(channels_last)
         # A module returning (embedding, quality) - CR-FIQA - is read at ``output_index``.
         self.output_index = output_index
         module = module.eval().to(self.device)

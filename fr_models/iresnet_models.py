@@ -18,7 +18,7 @@ from fiqa_bench.registry import Card, WeightFile, register_fr_model, resolve_wei
 from ._checkpoint import guess_architecture, infer_iresnet_config, match_state_dict, read_checkpoint
 from ._common import InputSpec
 from ._iresnet import LAYERS, IResNet, iresnet
-from ._torch_model import TorchFRModel
+from ._torch_model import TorchFRModel, check_options
 
 ARCFACE_INPUT = InputSpec(colour="RGB", mean=127.5, std=127.5)
 # MagFace trains and infers on cv2.imread (BGR) images scaled by ToTensor to [0, 1], with no mean
@@ -36,7 +36,7 @@ class Arch:
 
 _TORCH_OPTIONS = (
     "Options: flip_tta (false | true/'concat': [e/|e|, f/|f|] as the reference evaluation | 'sum': e + f), "
-    "precision (fp32 | bf16 | fp16 on CUDA), channels_last (default on for CUDA)."
+    "precision (fp32 | bf16 | fp16 on CUDA), channels_last (default on)."
 )
 _INSIGHTFACE_ZOO = (
     "insightface arcface_torch model zoo (https://github.com/deepinsight/insightface/tree/master/recognition/"
@@ -72,9 +72,9 @@ def build_model(
     channels_last: bool | None = None,
 ) -> TorchFRModel:
     """The card's iResNet, loaded strictly from ``weights_path`` (None: random init, for tests/benchmarks)."""
+    state = read_checkpoint(weights_path) if weights_path is not None else None  # read first: fail fast
     module = iresnet(arch.depth, with_qs=arch.with_qs, bn_eps=arch.bn_eps)
-    if weights_path is not None:
-        state = read_checkpoint(weights_path)
+    if state is not None:
         module.load_state_dict(match_state_dict(module, state, source=str(weights_path)), strict=True)
     return TorchFRModel(
         card,
@@ -100,6 +100,7 @@ def _factory(arch: Arch) -> Callable[..., TorchFRModel]:
         precision: str = "fp32",
         channels_last: bool | None = None,
     ) -> TorchFRModel:
+        check_options(card, device, flip_tta, precision)
         path = resolve_weights(card, weights, weights_dir)
         return build_model(
             card,
@@ -259,6 +260,7 @@ def crfiqa_from_path(
     precision: str = "fp32",
     channels_last: bool | None = None,
 ) -> TorchFRModel:
+    check_options(card, device, flip_tta, precision)
     path = resolve_weights(card, weights if weights is not None else argument, weights_dir)
     state = read_checkpoint(path)
     cfg = infer_iresnet_config(state)
