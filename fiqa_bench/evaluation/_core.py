@@ -181,13 +181,13 @@ def _smallest_with_ties(a: np.ndarray, m: int) -> np.ndarray:
 
 
 def layered_thresholds(
-    s_ord: np.ndarray, g_ord: np.ndarray, bounds: np.ndarray, n_imp: np.ndarray, fmrs: np.ndarray
+    neg_imp: np.ndarray, layer_bounds: np.ndarray, n_imp: np.ndarray, fmrs: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """ERC thresholds for every reject fraction: (c, thr), each fractions x targets (c = -1, thr NaN
     where no impostor remains).
 
-    ``s_ord``/``g_ord``: scores and genuine flags in quality order; fraction i keeps the positions
-    >= bounds[i], i.e. the layers i, i+1, ... (layer l = positions [bounds[l], bounds[l+1])). Walking the
+    ``neg_imp``: the impostors' negated scores in quality order; fraction i keeps the impostors from
+    ``layer_bounds[i]`` on, i.e. the layers i, i+1, ... (layer l = [layer_bounds[l], layer_bounds[l+1])). Walking the
     layers from the last, a running list keeps the top m impostor scores of the kept pairs (with every
     score tied to the m-th): the answer for every target lies in that list when m exceeds the largest
     wanted count by 2. Cost: O(pairs) for the layers plus O(fractions x m log m); memory O(pairs).
@@ -200,11 +200,10 @@ def layered_thresholds(
     while True:
         c = np.full((n_frac, len(fmrs)), -1, dtype=np.int64)
         thr = np.full((n_frac, len(fmrs)), np.nan)
-        top = np.empty(0, dtype=s_ord.dtype)
+        top = np.empty(0, dtype=neg_imp.dtype)
         complete = True
         for i in range(n_frac - 1, -1, -1):
-            seg = slice(bounds[i], bounds[i + 1])
-            layer = -s_ord[seg][~g_ord[seg]]
+            layer = neg_imp[layer_bounds[i] : layer_bounds[i + 1]]
             top = _smallest_with_ties(np.concatenate((top, _smallest_with_ties(layer, m))), m)
             if n_imp[i] == 0:
                 continue
@@ -213,7 +212,7 @@ def layered_thresholds(
                 complete = False
                 break
             c[i], thr[i] = ci, ti
-        if complete or m >= len(s_ord):
+        if complete or m >= len(neg_imp):
             return c, thr
         m *= 2
 

@@ -71,13 +71,15 @@ class ErcArrays:
 def erc_arrays(sc: Scores, order: np.ndarray, ks: np.ndarray, fractions: np.ndarray, fmrs: np.ndarray) -> ErcArrays:
     n_frac = len(ks)
     bounds = np.append(ks, sc.n)  # fraction i keeps quality positions >= ks[i]: layers i, i+1, ...
-    g_ord = sc.genuine[order]
-    s_ord = sc.sim[order]
-    gen_layer = np.array([np.count_nonzero(g_ord[bounds[i] : bounds[i + 1]]) for i in range(n_frac)], dtype=np.int64)
-    n_gen = np.cumsum(gen_layer[::-1])[::-1]
-    n_imp = np.cumsum((np.diff(bounds) - gen_layer)[::-1])[::-1]
-    c, thr = layered_thresholds(s_ord, g_ord, bounds, n_imp, fmrs)
-    del s_ord, g_ord
+    imp_pos = np.flatnonzero(~sc.genuine[order])  # quality positions of the impostors
+    neg_imp = -sc.sim[order[imp_pos]]  # their negated scores, in quality order
+    layer_bounds = np.searchsorted(imp_pos, bounds)  # the layers' bounds among the impostors
+    del imp_pos
+    imp_layer = np.diff(layer_bounds)
+    n_imp = np.cumsum(imp_layer[::-1])[::-1]
+    n_gen = np.cumsum((np.diff(bounds) - imp_layer)[::-1])[::-1]
+    c, thr = layered_thresholds(neg_imp, layer_bounds, n_imp, fmrs)
+    del neg_imp
 
     # bucket[p] = how many reject fractions keep pair p (pairs in layer i stay for fractions 0..i):
     # pair p remains at fraction i  <=>  bucket[p] > i. One byte per pair.
