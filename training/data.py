@@ -22,10 +22,15 @@ from fiqa_bench.faces import decode_rgb
 
 from .recordio import RecordIOReader
 
+STORED_SIZE = 112  # aligned faces on disk; ``image_size`` below 112 downsizes them for smoke runs
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def to_tensor(rgb: np.ndarray, flip: bool) -> torch.Tensor:
+def to_tensor(rgb: np.ndarray, flip: bool, size: int = 112) -> torch.Tensor:
+    if size != rgb.shape[0]:  # smoke runs on small inputs only; real training keeps 112
+        import cv2
+
+        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
     if flip:
         rgb = rgb[:, ::-1]
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
@@ -86,14 +91,14 @@ class RecordIOFaceDataset(Dataset):
             raise DataFormatError(
                 self.reader.rec_path, f"record key {key} holds no decodable image", "pack the set again"
             )
-        if rgb.shape[:2] != (self.image_size, self.image_size):
+        if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
                 self.reader.rec_path,
                 f"record key {key} is {rgb.shape[1]}x{rgb.shape[0]}, expected "
-                f"{self.image_size}x{self.image_size} aligned faces",
+                f"{STORED_SIZE}x{STORED_SIZE} aligned faces",
                 "pack aligned faces (fiqa-bench pack --align)",
             )
-        return to_tensor(rgb, flip), int(header.first_label)
+        return to_tensor(rgb, flip, self.image_size), int(header.first_label)
 
 
 class FolderFaceDataset(Dataset):
@@ -132,13 +137,13 @@ class FolderFaceDataset(Dataset):
         rgb = decode_rgb(path.read_bytes())
         if rgb is None:
             raise DataFormatError(path, "not a decodable image", "remove or replace the file")
-        if rgb.shape[:2] != (self.image_size, self.image_size):
+        if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
                 path,
-                f"image is {rgb.shape[1]}x{rgb.shape[0]}, expected {self.image_size}x{self.image_size}",
+                f"image is {rgb.shape[1]}x{rgb.shape[0]}, expected {STORED_SIZE}x{STORED_SIZE}",
                 "align the faces first (fiqa-bench align, or pack --align)",
             )
-        return to_tensor(rgb, flip), self.labels[index]
+        return to_tensor(rgb, flip, self.image_size), self.labels[index]
 
 
 class SyntheticFaceDataset(Dataset):

@@ -49,6 +49,11 @@ def quality_target(
     raise ValueError(f"unknown CR-FIQA target variant {variant!r}; use one of {sorted(TARGETS)}")
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """The head runs in fp32 under mixed precision (float64 stays float64, for exact gradient checks)."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
 class CRFIQAHead(nn.Module):
     """ArcFace classification head with the CR-FIQA quality regression term."""
 
@@ -71,8 +76,8 @@ class CRFIQAHead(nn.Module):
         self.s, self.m, self.alpha, self.beta, self.target, self.eps = s, m, alpha, beta, target, eps
 
     def cosines(self, embeddings: torch.Tensor) -> torch.Tensor:
-        emb = F.normalize(embeddings.float(), dim=1)
-        centres = F.normalize(self.kernel.float(), dim=0)
+        emb = F.normalize(_at_least_fp32(embeddings), dim=1)
+        centres = F.normalize(_at_least_fp32(self.kernel), dim=0)
         return (emb @ centres).clamp(-1.0, 1.0)
 
     def forward(self, embeddings: torch.Tensor, qs: torch.Tensor, labels: torch.Tensor) -> LossParts:
@@ -87,5 +92,5 @@ class CRFIQAHead(nn.Module):
         logits = cos.scatter(1, labels[:, None], with_margin[:, None]) * self.s
         ce = F.cross_entropy(logits, labels)
         target = quality_target(ccs, nnccs, self.target, self.eps)
-        quality = F.smooth_l1_loss(qs.float().reshape(-1), target, beta=self.beta)
+        quality = F.smooth_l1_loss(_at_least_fp32(qs).reshape(-1).to(target.dtype), target, beta=self.beta)
         return LossParts(ce + self.alpha * quality, ce, quality, ccs, nnccs, target)
