@@ -27,6 +27,7 @@ The embedding is returned raw (not L2-normalised), as the published models do.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -140,7 +141,14 @@ class IResNet(nn.Module):
 
     def forward_backbone(self, x: torch.Tensor) -> torch.Tensor:
         """Images N x 3 x 112 x 112 (already normalised) -> flattened ``bn2`` output N x 25088."""
-        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.fp16 and x.is_cuda):
+        # Only ENTER an autocast region for fp16 training: an ``enabled=False`` region would switch off a
+        # caller's own autocast (the FR-model wrapper's bf16/fp16 inference).
+        ctx = (
+            torch.autocast("cuda", dtype=torch.float16)
+            if (self.fp16 and x.is_cuda)
+            else contextlib.nullcontext()
+        )
+        with ctx:
             x = self.prelu(self.bn1(self.conv1(x)))
             x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
             x = self.bn2(x)

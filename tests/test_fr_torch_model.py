@@ -101,6 +101,7 @@ def test_channels_last_and_bf16_options(r18_path: Path, model: TorchFRModel, fac
     assert low.dtype == np.float32
     cos = (low * ref[:1]).sum(1) / np.linalg.norm(low, axis=1) / np.linalg.norm(ref[:1], axis=1)
     assert (cos > 0.99).all()
+    assert not np.allclose(low, ref[:1], rtol=1e-6, atol=1e-6)  # bf16 really ran (not silently fp32)
     assert bf16.options["precision"] == "bf16" and bf16.fingerprint() != model.fingerprint()
 
 
