@@ -313,6 +313,7 @@ def write_results(rows: list[dict[str, object]], quick: bool) -> Path:
             "and random-access gathers leave the CPU caches). The straightforward version was not run at 20M "
             "(about 20 x 3 sorts of 10M impostor scores per method).",
             "",
+            "",  # a blank line before the next section
         ]
     )
     pattern = re.compile(r"^## Evaluation\n.*?(?=^## |\Z)", re.S | re.M)
