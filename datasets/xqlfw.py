@@ -82,9 +82,25 @@ def _name(tok: str, num_tok: str) -> str:
 Row = tuple[str, int, str, int, bool, int, int]
 
 
-def parse_pairs(path: Path) -> tuple[list[Row], str]:
-    """Rows (name_a, n_a, name_b, n_b, genuine, fold, line number) and how the folds were set; errors
-    name file:line."""
+def _pair(tokens: list[str]) -> tuple[str, int, str, int, bool]:
+    """One pair line's tokens -> (name_a, n_a, name_b, n_b, genuine); ValueError when it is not one."""
+    if len(tokens) == 3:
+        name = _name(tokens[0], tokens[1])
+        row = (name, _number(tokens[1]), name, _number(tokens[2]), True)
+    elif len(tokens) == 4:
+        row = (_name(tokens[0], tokens[1]), _number(tokens[1]), _name(tokens[2], tokens[3]), _number(tokens[3]), False)
+    else:
+        raise ValueError("token count")
+    if row[1] < 1 or row[3] < 1:
+        raise ValueError("image numbers are 1-based")
+    return row
+
+
+def parse_pairs(path: Path, skip_bad: bool = False) -> tuple[list[Row], str, list[Skipped]]:
+    """Rows (name_a, n_a, name_b, n_b, genuine, fold, line number), how the folds were set and the lines
+    skipped (skip_bad only; folds keep every line's file position). Errors name file:line.
+
+    The first line is a header unless it is a pair line; a ``FOLDS N`` header sets the folds."""
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -95,44 +111,36 @@ def parse_pairs(path: Path) -> tuple[list[Row], str]:
     folds_per: tuple[int, int] | None = None
     head_no, head = numbered[0]
     tok = head.split()
-    if len(tok) in (3, 4):
+    try:
+        _pair(tok)
         body = numbered  # no header: the first line is a pair
-    else:
+    except ValueError:
         body = numbered[1:]
         if len(tok) == 2 and tok[0].isdigit() and tok[1].isdigit() and int(tok[0]) > 0 and int(tok[1]) > 0:
             folds_per = (int(tok[0]), int(tok[1]))
-    rows: list[Row] = []
-    for lineno, line in body:
-        t = line.split()
-        try:
-            if len(t) == 3:
-                name = _name(t[0], t[1])
-                rows.append((name, _number(t[1]), name, _number(t[2]), True, 0, lineno))
-            elif len(t) == 4:
-                rows.append((_name(t[0], t[1]), _number(t[1]), _name(t[2], t[3]), _number(t[3]), False, 0, lineno))
-            else:
-                raise ValueError
-        except ValueError:
-            raise DataFormatError(
-                path, f"cannot parse {line!r} (expected 'name n1 n2' or 'name1 n1 name2 n2')",
-                "repair or remove the line", lineno,
-            ) from None
-        if rows[-1][1] < 1 or rows[-1][3] < 1:
-            raise DataFormatError(path, f"image numbers are 1-based, got {line!r}", "fix the image number", lineno)
     if folds_per is not None:
         nf, per = folds_per
-        if len(rows) != nf * 2 * per:
+        if len(body) != nf * 2 * per:
             raise DataFormatError(
-                path, f"header promises {nf} folds x 2 x {per} = {nf * 2 * per} pairs but the file has {len(rows)}",
+                path, f"header promises {nf} folds x 2 x {per} = {nf * 2 * per} pairs but the file has {len(body)} pair lines",
                 "use an unmodified pairs file or fix the header", head_no,
             )
-        fold = np.arange(len(rows)) // (2 * per)
+        fold = np.arange(len(body)) // (2 * per)
         how = f"{nf} folds from the header"
     else:
-        fold = equal_folds(len(rows), N_FOLDS)
+        fold = equal_folds(len(body), N_FOLDS)
         how = f"{len(np.unique(fold))} equal folds in file order"
-    rows = [(a, na, b, nb, g, int(f), ln) for (a, na, b, nb, g, _, ln), f in zip(rows, fold, strict=True)]
-    return rows, how
+    rows: list[Row] = []
+    skipped: list[Skipped] = []
+    for (lineno, line), f in zip(body, fold, strict=True):
+        try:
+            rows.append((*_pair(line.split()), int(f), lineno))
+        except ValueError as exc:
+            why = f"cannot parse {line!r} (expected 'name n1 n2' or 'name1 n1 name2 n2' with 1-based numbers)"
+            if not skip_bad:
+                raise DataFormatError(path, why, f"repair or remove the line, or {SKIP_HINT}", lineno) from exc
+            skipped.append(Skipped("pair", f"{path}:{lineno}", why))
+    return rows, how, skipped
 
 
 class XQLFW(Dataset):
@@ -153,10 +161,11 @@ class XQLFW(Dataset):
         if not (d / PAIRS).is_file() or not (d / IMAGES).is_dir():
             return DatasetStatus(False, f"put {IMAGES}/ and {PAIRS} in {self.root / 'xqlfw'}")
         try:
-            rows, _ = parse_pairs(d / PAIRS)
+            rows, _, bad = parse_pairs(d / PAIRS, skip_bad=True)
         except DataFormatError as exc:
             return DatasetStatus(False, f"{d} is broken: {exc}")
-        return DatasetStatus(True, f"XQLFW folder: {d}", len(rows))
+        extra = f" ({len(bad)} unparseable lines)" if bad else ""
+        return DatasetStatus(True, f"XQLFW folder: {d}{extra}", len(rows))
 
     def load(self, *, skip_bad: bool = False, progress: bool = True) -> LoadedDataset:
         d = self.folder()
@@ -168,10 +177,9 @@ class XQLFW(Dataset):
                     "(set the data root with --data-root or FIQA_BENCH_DATA).",
                 )
         aligned = parse_aligned(self.options.get("aligned", True), "xqlfw")
-        rows, how = parse_pairs(pairs_path)
+        rows, how, skipped = parse_pairs(pairs_path, skip_bad)
         table = ImageTable()
         index: dict[str, int] = {}
-        skipped: list[Skipped] = []
         a, b, gen, fold, where = [], [], [], [], []
         for na, ia, nb, ib, g, f, lineno in rows:
             refs: list[int] = []
