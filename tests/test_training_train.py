@@ -202,10 +202,17 @@ def test_torchrun_gloo_matches_one_process_and_trains(lfw_rec_dir: Path, tmp_pat
 
 
 def test_checkpoint_loads_as_crfiqa_model(lfw_rec_dir: Path, tmp_path: Path) -> None:
+    from fiqa_bench.datasets.insightface_bin import save_insightface_bin
     from fiqa_bench.fr_models._iresnet import iresnet
 
     import fiqa_bench
 
+    # a small lfw.bin (10 pairs of real aligned faces) for the rank-0 verification hook
+    ds = build_dataset(str(lfw_rec_dir))
+    bins = [ds.reader.unpack(int(k))[1] for k in ds.keys[:20]]
+    issame = [ds.label(2 * i) == ds.label(2 * i + 1) for i in range(10)]
+    (tmp_path / "bins").mkdir()
+    save_insightface_bin(tmp_path / "bins" / "lfw.bin", bins, issame)
     cfg = tiny_cfg(
         lfw_rec_dir,
         network="iresnet18",
@@ -214,8 +221,12 @@ def test_checkpoint_loads_as_crfiqa_model(lfw_rec_dir: Path, tmp_path: Path) -> 
         batch_size=2,
         lr_batch=2,
         max_steps=1,
+        verify_every=1,
+        verify_sets=["lfw", "agedb_30"],
     )
-    train(cfg, tmp_path, device_arg="cpu", progress=False)
+    train(cfg, tmp_path, device_arg="cpu", progress=False, verify_dir=str(tmp_path / "bins"))
+    (ver,) = [json.loads(line) for line in (tmp_path / "verification.jsonl").read_text().splitlines()]
+    assert ver["step"] == 1 and set(ver) == {"step", "lfw"} and 0.0 <= ver["lfw"] <= 1.0
     path = tmp_path / "1backbone.pth"
     state = torch.load(path, weights_only=True)  # plain state_dict, published layout
     assert (
@@ -227,7 +238,6 @@ def test_checkpoint_loads_as_crfiqa_model(lfw_rec_dir: Path, tmp_path: Path) -> 
     model = iresnet(18, with_qs=True)
     model.load_state_dict(state, strict=True)
     fr = fiqa_bench.get_fr_model(f"crfiqa:{path}", device="cpu")
-    ds = build_dataset(str(lfw_rec_dir))
     images = ds.reader.unpack(int(ds.keys[0]))[1]
     from fiqa_bench.faces import decode_rgb
 
@@ -239,3 +249,15 @@ def test_checkpoint_loads_as_crfiqa_model(lfw_rec_dir: Path, tmp_path: Path) -> 
     # same network and weights through the crfiqa:PATH card (its own preprocessing / memory layout)
     cos = torch.nn.functional.cosine_similarity(torch.as_tensor(emb).float(), expected).item()
     assert cos > 0.9999, cos
+
+
+def test_tenfold_accuracy_hand_computed() -> None:
+    import numpy as np
+    from fiqa_bench.training.verify import tenfold_accuracy
+
+    issame = np.array([True, False] * 10)
+    sims = np.where(issame, 0.8, 0.1)
+    assert tenfold_accuracy(sims, issame) == (1.0, 0.0)
+    sims[0] = 0.0  # one genuine pair below every impostor: fold 0 (pairs 0, 1) gets 1 of 2 right
+    mean, _ = tenfold_accuracy(sims, issame)
+    assert mean == pytest.approx((0.5 + 9 * 1.0) / 10)
