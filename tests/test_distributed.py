@@ -106,13 +106,13 @@ def test_prefetched_faceset_serves_loader_batches_and_falls_back() -> None:
 
 @pytest.fixture(scope="module")
 def mini_lfw(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An LFW folder with one fold of 24 genuine + 24 impostor pairs of the real pairs.txt (symlinked images)."""
+    """An LFW folder with one fold of 14 genuine + 14 impostor pairs of the real pairs.txt (symlinked images)."""
     root = tmp_path_factory.mktemp("mini_lfw")
     lines = (lfw_dir / "pairs.txt").read_text().splitlines()
     per = int(lines[0].split()[1])
-    body = lines[1 : 1 + 24] + lines[1 + per : 1 + per + 24]
+    body = lines[1 : 1 + 14] + lines[1 + per : 1 + per + 14]
     (root / "lfw" / "images").mkdir(parents=True)
-    (root / "lfw" / "pairs.txt").write_text("1\t24\n" + "\n".join(body) + "\n")
+    (root / "lfw" / "pairs.txt").write_text("1\t14\n" + "\n".join(body) + "\n")
     people = {t for ln in body for t in ln.split() if not t.isdigit()}
     for person in people:
         (root / "lfw" / "images" / person).symlink_to(lfw_dir / "images" / person)
@@ -163,7 +163,7 @@ def test_torchrun_two_processes_gloo_fill_exactly_the_single_process_cache(
         "--data-root",
         str(mini_lfw),
         "--batch-size",
-        "16",
+        "8",
         "--device",
         "cpu",
         "--no-report",
