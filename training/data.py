@@ -173,7 +173,7 @@ class SyntheticFaceDataset(Dataset):
         rng = np.random.default_rng((self.seed, index))
         noise = rng.normal(0, 40, self._prototypes[label].shape)
         rgb = np.clip(self._prototypes[label] + noise, 0, 255).astype(np.uint8)
-        return to_tensor(rgb, flip), label
+        return to_tensor(rgb, flip, self.image_size), label
 
 
 def build_dataset(data: str, image_size: int = 112, seed: int = 0) -> Dataset:
