@@ -1,0 +1,87 @@
+"""SER-FIQ: stochastic embedding robustness (unsupervised, training-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fiqa_bench.errors import FiqaError
+from fiqa_bench.registry import Card, register_method
+from fiqa_bench.types import FRModel
+
+from ._common import BaseMethod, reject_unknown, require_fr_model
+
+SERFIQ_CARD = Card(
+    name="serfiq",
+    kind="method",
+    summary="SER-FIQ: 2*sigmoid(-mean pairwise distance) of T normalised embeddings with dropout before the embedding layer",
+    aliases=("ser-fiq", "ser_fiq"),
+    paper="Terhörst, Kolf, Damer, Kirchbuchner, Kuijper, SER-FIQ: Unsupervised Estimation of Face Image Quality Based on Stochastic Embedding Robustness, CVPR 2020",
+    licence="Apache-2.0 (fiqa-bench implementation; SER-FIQ's reference code is CC BY-NC-SA 4.0 and was not used)",
+    input_size=(112, 112),
+    normalisation="that of the bound FR model (its card); the FR model's flip_tta/precision options are not used",
+    score_direction="higher_better",
+    needs_fr_model="torch",
+    supported_fr_models=("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa"),
+    exempt_degradations=(),
+    default_options={"T": 100, "p": 0.5, "seed": 0},
+    notes=(
+        "The backbone runs once per image; only dropout -> fc -> features is repeated T times. Each image's "
+        "T dropout masks come from an RNG seeded by (seed, image bytes), so scores do not depend on batching. "
+        "q in (0, 1]; exactly 1 with p = 0 (all T embeddings equal). Options: T (passes, default 100), p "
+        "(dropout rate, default 0.5 as in SER-FIQ's ArcFace setting - unverified against its code), seed. "
+        "Needs an iResNet with a dropout-able embedding layer (forward_backbone/forward_head)."
+    ),
+)
+
+
+class SerFiq(BaseMethod):
+    batch_size = 32
+
+    def __init__(self, card: Card, fr_model: FRModel, options: dict[str, Any]) -> None:
+        from ._torch import torch_parts
+
+        super().__init__(card, options, fr_model=fr_model)
+        self.module, self.preprocess = torch_parts(card, fr_model, need_head_split=True)
+        self.device = getattr(fr_model, "device", "cpu")
+
+    def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
+        import torch
+
+        from ._torch import embedding_of, image_generator
+
+        t, p, seed = int(self.options["T"]), float(self.options["p"]), int(self.options["seed"])
+        module = self.module
+        was_training = module.training
+        module.eval()  # BatchNorm on running statistics; dropout is applied here, by hand
+        try:
+            with torch.inference_mode():
+                flat = module.forward_backbone(self.preprocess(images)).float()  # N x 25088, once
+                out = np.empty(len(images), np.float64)
+                for i in range(len(images)):
+                    if p > 0:
+                        g = image_generator(images[i], seed, flat.device)
+                        keep = torch.rand((t, flat.shape[1]), generator=g, device=flat.device) >= p
+                        x = flat[i].unsqueeze(0) * keep / (1.0 - p)  # inverted dropout, as nn.Dropout
+                    else:
+                        x = flat[i].unsqueeze(0).expand(t, -1)
+                    emb = torch.nn.functional.normalize(embedding_of(module.forward_head(x)).float(), dim=1)
+                    d = torch.pdist(emb.double()).mean() if t > 1 else torch.zeros((), dtype=torch.float64)
+                    out[i] = float(2.0 * torch.sigmoid(-d))
+        finally:
+            module.train(was_training)
+        return out
+
+
+@register_method(SERFIQ_CARD)
+def serfiq(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
+           fr_model: FRModel | None = None, **options: Any) -> SerFiq:
+    reject_unknown(card, options, set(card.default_options))
+    opts = {**card.default_options, **options}
+    if int(opts["T"]) < 2:
+        raise FiqaError(f"serfiq: T={opts['T']}: needs at least 2 stochastic passes (default 100).")
+    if not 0.0 <= float(opts["p"]) < 1.0:
+        raise FiqaError(f"serfiq: p={opts['p']}: the dropout rate must be in [0, 1).")
+    return SerFiq(card, require_fr_model(card, fr_model), opts)
