@@ -19,8 +19,8 @@ matplotlib.use("Agg")  # reports never need a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-# Okabe & Ito (2008), "Color Universal Design"; black last so it is used only with many methods.
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442", "#000000"]
+# Okabe & Ito (2008), "Color Universal Design"; yellow last (weak on white), used only with 8+ methods.
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#000000", "#F0E442"]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*"]
 LINESTYLES = ["-", (0, (5, 1.5)), (0, (1, 1)), (0, (5, 1.5, 1, 1.5)), (0, (3, 1, 1, 1, 1, 1))]
 REFERENCE_GREYS = ["#555555", "#999999", "#777777", "#BBBBBB"]

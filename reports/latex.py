@@ -247,8 +247,8 @@ def _caption(res: Results, t: Table) -> str:
             if math.isfinite(n_imp) and n_imp > 0:
                 mant, exp = f"{1 / n_imp:.1e}".split("e")
                 res_txt.append(f"{tex_escape(ds)}: $1/{int(n_imp)} \\approx {mant}\\cdot 10^{{{int(exp)}}}$")
-        parts.append("$^{\\dagger}$FMR target below 1/(number of impostor pairs): the threshold cannot resolve it, so the curve "
-                     "is computed at the smallest resolvable FMR" + (f" ({'; '.join(res_txt)})" if res_txt else "") + ".")
+        parts.append("$^{\\dagger}$FMR target below 1/(number of impostor pairs): the threshold cannot resolve it and "
+                     "uses the nearest achievable FMR (column achieved\\_fmr of results.csv)" + (f" ({'; '.join(res_txt)})" if res_txt else "") + ".")
     return " ".join(parts)
 
 

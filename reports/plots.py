@@ -48,6 +48,8 @@ def draw_curves(
     aucs = dict(zip(rsel["method"], rsel["auc"], strict=True))
     handles: list[tuple[object, str]] = []
     drawn: list[tuple[np.ndarray, np.ndarray]] = []
+    n_ranked = sum(1 for m in styles if not styles[m].reference)
+    band_alpha = min(0.15, 0.5 / max(1, n_ranked))  # many overlapping bands must not bury the curves
     methods = [m for m in sorted(styles) if not styles[m].reference] + [m for m in sorted(styles) if styles[m].reference]
     for i, method in enumerate(methods):
         c = sel[sel["method"] == method]
@@ -66,7 +68,7 @@ def draw_curves(
         if not st.reference and {"fnmr_lo", "fnmr_hi"} <= set(c.columns):  # no bands on reference lines: less clutter
             lo, hi = c["fnmr_lo"].to_numpy(float), c["fnmr_hi"].to_numpy(float)
             if np.isfinite(lo).any() and np.isfinite(hi).any():
-                ax.fill_between(x, lo, hi, color=st.color, alpha=0.1, linewidth=0, step=step, zorder=1)
+                ax.fill_between(x, lo, hi, color=st.color, alpha=band_alpha, linewidth=0, step=step, zorder=1)
         label = _auc_label(method, float(aucs.get(method, float("nan")))) if legend_auc else method
         handles.append((line, label))
     limit = _limit(rsel, protocol)
