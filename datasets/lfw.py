@@ -1,6 +1,6 @@
 """LFW: the original folder form (``<root>/lfw/images/<name>/<name>_%04d.jpg`` + ``<root>/lfw/pairs.txt``,
-unaligned photos, aligned on the fly with YuNet) or insightface's ``lfw.bin`` (``<root>/lfw.bin`` or
-``<root>/lfw/lfw.bin``), whichever the data root holds; the folder form wins when both exist.
+unaligned photos, aligned on the fly with YuNet) or insightface's ``lfw.bin`` (``<root>/lfw.bin``,
+``<root>/lfw/lfw.bin`` or ``<root>/<folder>/lfw.bin``), whichever the data root holds; the folder form wins when both exist.
 
 pairs.txt: first line ``FOLDS<TAB>N``, then per fold N genuine lines ``name n1 n2`` followed by N
 impostor lines ``name1 n1 name2 n2``; image numbers are 1-based.
@@ -103,10 +103,9 @@ class LFWFolder(Dataset):
         self.folder = self.root / "lfw"
 
     def _bin_path(self) -> Path | None:
-        for p in (self.root / "lfw.bin", self.root / "lfw" / "lfw.bin"):
-            if p.is_file():
-                return p
-        return None
+        from fiqa_bench.datasets.insightface_bin import find_bin
+
+        return find_bin(self.root, "lfw")
 
     def _has_folder(self) -> bool:
         return (self.folder / "pairs.txt").is_file() and (self.folder / "images").is_dir()

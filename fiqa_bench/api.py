@@ -185,8 +185,12 @@ def evaluate(
     fmr: str | Sequence[float] | None = None,
     out: PathLike | None = None,
     report: bool = True,
+    **kwargs: Any,
 ) -> Any:
-    """ERC/EDC tables from precomputed files (see ``fiqa-bench evaluate --help`` for the formats)."""
+    """ERC/EDC tables from precomputed files (see ``fiqa-bench evaluate --help`` for the formats).
+
+    Further keywords (skip_missing, lower_is_better, bootstrap, seed, discard_limit, normalised,
+    progress) go to :func:`fiqa_bench.precomputed.evaluate_files`."""
     from .precomputed import evaluate_files
 
-    return evaluate_files(comparisons, qualities, fmr=fmr, out=Path(out) if out else None, report=report)
+    return evaluate_files(comparisons, qualities, fmr=fmr, out=Path(out) if out else None, report=report, **kwargs)

@@ -43,11 +43,11 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .api import run
+def run_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """The keyword arguments of fiqa_bench.run / RunConfig.from_user from parsed run flags."""
     from .specs import parse_set_options
 
-    results = run(
+    return dict(
         methods=args.methods,
         models=args.models,
         datasets=args.datasets,
@@ -67,7 +67,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         bootstrap=args.bootstrap,
     )
-    _print_table(results)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .api import run
+
+    _print_table(run(**run_kwargs(args)))  # type: ignore[arg-type]
     return 0
 
 

@@ -95,28 +95,6 @@ class _DeferredCache(Cache):
         return _DeferredSlot(s.dir, s.description)
 
 
-def make_producers(models: dict[str, Any], methods: list[Any]) -> dict[str, Any]:
-    """The producers ``run_pipeline`` fills, with the same labels and fingerprints (hence cache slots)."""
-    from .pipeline import Producer
-
-    producers: dict[str, Producer] = {}
-    for name, model in models.items():
-        producers[f"emb:{name}"] = Producer(
-            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im)
-        )
-    for bm in methods:
-        card = bm.method.card
-        if card.pair_level or card.needs_fr_model == "embeddings":
-            continue
-        producers[f"q:{bm.spec.label}@{bm.model_name}"] = Producer(
-            f"{bm.spec.label}@{bm.model_name}" if bm.model_name else bm.spec.label,
-            "quality",
-            bm.method.fingerprint(),
-            lambda im, meta, m=bm.method: m.score(im, meta),
-        )
-    return producers
-
-
 def _missing_positions(
     data: LoadedDataset, producers: list[Any], cache: Cache, subset: np.ndarray
 ) -> np.ndarray:
@@ -251,6 +229,7 @@ def score_shard(
     """Fill this rank's shard of every dataset into the cache; returns per-dataset counts."""
     from .api import get_dataset
     from .pipeline import _build_methods, _build_models, dataset_accepts, fill_producers
+    from .pipeline import make_producers as pipeline_make_producers
 
     cache = _DeferredCache(config.cache_dir)
     model_names = set(config.models) | {s.bound_fr_model for s in config.methods if s.bound_fr_model}
@@ -269,7 +248,7 @@ def score_shard(
         )
         if env.rank == 0:
             _barrier(env)
-        producers = list(make_producers(models, methods).values())
+        producers = list(pipeline_make_producers(models, methods).values())
         subset = shard_indices(len(data.faces), config.batch_size, env.rank, env.world, shard)
         todo = subset[_missing_positions(data, producers, cache, subset)]
         t0 = time.perf_counter()
@@ -359,30 +338,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from .cli import _weights_list
+    from .cli import run_kwargs
     from .pipeline import RunConfig
-    from .specs import parse_set_options
 
-    return RunConfig.from_user(
-        methods=args.methods,
-        models=args.models,
-        datasets=args.datasets,
-        fmr=args.fmr,
-        out=args.out,
-        device=args.device,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        data_root=args.data_root,
-        weights_dir=args.weights_dir,
-        weights=_weights_list(args.weights),
-        options=parse_set_options(args.set_options),
-        cache_dir=args.cache_dir,
-        skip_bad=args.skip_bad,
-        report=not args.no_report,
-        progress=not args.quiet,
-        seed=args.seed,
-        bootstrap=args.bootstrap,
-    )
+    return RunConfig.from_user(**run_kwargs(args))
 
 
 def run_distributed(args: argparse.Namespace) -> int:

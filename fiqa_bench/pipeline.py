@@ -191,8 +191,9 @@ def fill_producers(
                     if not need.any():
                         continue
                     sel = np.flatnonzero(need)
-                    sub_meta = None if meta is None else {k: v[sel] for k, v in meta.items()}
-                    out = np.asarray(p.compute(images[sel], sub_meta))
+                    whole = len(sel) == len(local)  # keep the (maybe pinned) decoded batch: no copy
+                    sub_meta = None if meta is None or whole else {k: v[sel] for k, v in meta.items()}
+                    out = np.asarray(p.compute(images if whole else images[sel], meta if whole else sub_meta))
                     if p.values is None:
                         p.values = np.zeros((len(ids), *out.shape[1:]), dtype=out.dtype)
                     p.values[local[sel]] = out
@@ -211,7 +212,9 @@ def fill_producers(
 
 
 def template_embeddings(emb: np.ndarray, templates: Templates) -> np.ndarray:
-    """Media-average of normalised image embeddings, then template-average (insightface IJB style)."""
+    """Template embeddings as in the insightface IJB evaluation: normalised image embeddings are
+    averaged per media, and the media means summed per template (equivalent to averaging for cosine
+    similarity, which ignores the scale)."""
     e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     media_ids, media_inv = np.unique(templates.image_media, return_inverse=True)
     media_sum = np.zeros((len(media_ids), e.shape[1]), np.float64)
@@ -229,6 +232,26 @@ def template_quality(q: np.ndarray, templates: Templates) -> np.ndarray:
     out = np.full(len(templates), np.inf)
     np.minimum.at(out, templates.image_template, q)
     return out
+
+
+def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]) -> dict[str, Producer]:
+    """One producer per FR model and per image-level method (embeddings-based and pair-level methods
+    are derived from the embeddings afterwards). Labels and fingerprints name the cache slots, so every
+    process of a sharded run must build them here."""
+    producers: dict[str, Producer] = {}
+    for name, model in models.items():
+        producers[f"emb:{name}"] = Producer(name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im))
+    for bm in methods:
+        card = bm.method.card
+        if card.pair_level or card.needs_fr_model == "embeddings":
+            continue
+        producers[f"q:{bm.spec.label}@{bm.model_name}"] = Producer(
+            f"{bm.spec.label}@{bm.model_name}" if bm.model_name else bm.spec.label,
+            "quality",
+            bm.method.fingerprint(),
+            lambda im, meta, m=bm.method: m.score(im, meta),
+        )
+    return producers
 
 
 @dataclass
@@ -343,6 +366,7 @@ def run_pipeline(config: RunConfig) -> Any:
         ds_kwargs: dict[str, Any] = {}
         if dataset_accepts(ds_name, "cache_dir"):
             ds_kwargs["cache_dir"] = cache.root  # datasets that align on the fly keep their crops there
+        ds_kwargs.update(config.options.get(ds_name, {}))  # --set agedb_30.expected_pairs=600 etc.
         dataset = get_dataset(ds_name, root=config.data_root, **ds_kwargs)
         data = dataset.load(skip_bad=config.skip_bad, progress=config.progress)
         _echo(data.summary(), config.progress)
@@ -350,22 +374,7 @@ def run_pipeline(config: RunConfig) -> Any:
             log.warning("skipped %s %s: %s", s.what, s.where, s.why)
         timings[f"{ds_name}:load"] = time.perf_counter() - t_ds
 
-        # One producer per FR model and per image-level method; embeddings-based and pair-level
-        # methods are derived from the embeddings afterwards.
-        producers: dict[str, Producer] = {}
-        for name, model in models.items():
-            producers[f"emb:{name}"] = Producer(name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im))
-        for bm in methods:
-            card = bm.method.card
-            if card.pair_level or card.needs_fr_model == "embeddings":
-                continue
-            key = f"q:{bm.spec.label}@{bm.model_name}"
-            producers[key] = Producer(
-                f"{bm.spec.label}@{bm.model_name}" if bm.model_name else bm.spec.label,
-                "quality",
-                bm.method.fingerprint(),
-                lambda im, meta, m=bm.method: m.score(im, meta),
-            )
+        producers = make_producers(models, methods)
         t_fill = time.perf_counter()
         fill_producers(
             data, list(producers.values()), cache, batch_size=config.batch_size, workers=config.workers,
@@ -410,7 +419,7 @@ def run_pipeline(config: RunConfig) -> Any:
                 reference[bm.spec.label] = card.reference_line
             rows, curves = evaluate(
                 sim, pairs.genuine, qualities, config.fmrs, folds=pairs.fold, bootstrap=config.bootstrap,
-                seed=config.seed,
+                seed=config.seed, progress=config.progress,
             )
             for r in rows:
                 r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))

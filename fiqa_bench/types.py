@@ -186,8 +186,8 @@ class Skipped:
 class Templates:
     """Template structure for template-based protocols (IJB-C): pairs then index templates, not images.
 
-    Template embedding = mean over media of (mean over the media's images of the normalised image
-    embeddings); template quality = min over its images.
+    Template embedding = sum over media of (mean over the media's images of the normalised image
+    embeddings), as in the insightface IJB evaluation; template quality = min over its images.
     """
 
     image_template: np.ndarray  # int64 per image: template index

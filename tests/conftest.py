@@ -55,3 +55,17 @@ def aligned_lfw_sample(lfw_dir: Path) -> dict[str, object]:
             ids.append(f"{person.name}/{path.name}")
             images.append(face)
     return {"ids": ids, "images": np.stack(images)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One fiqa-bench cache for the whole test session (also seen by subprocesses through the
+    environment): LFW crops and SFace embeddings are computed once, not once per test module."""
+    path = tmp_path_factory.mktemp("fiqa_cache")
+    previous = os.environ.get("FIQA_BENCH_CACHE")
+    os.environ["FIQA_BENCH_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("FIQA_BENCH_CACHE", None)
+    else:
+        os.environ["FIQA_BENCH_CACHE"] = previous
