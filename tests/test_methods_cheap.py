@@ -12,7 +12,7 @@ from fiqa_bench.errors import FiqaError, UnsupportedCombinationError
 from fiqa_bench.faces import ARCFACE_TEMPLATE, YuNetDetector, pick_face, read_rgb
 from fiqa_bench.registry import METHODS
 
-CHEAP = ["sharpness", "exposure", "contrast", "yunet_confidence", "head_pose", "random"]
+CHEAP = ["sharpness", "exposure", "contrast", "yunet_confidence", "head_pose", "random", "qualityface"]
 # Minimum fraction of real faces whose quality must drop under each non-exempt degradation.
 MIN_DROP = 0.7
 
@@ -160,7 +160,8 @@ def test_deterministic_and_batch_equals_single(name, aligned_lfw_sample):
     a, b = m.score(ims), fb.get_method(name).score(ims)
     assert np.array_equal(a, b)
     single = np.array([m.score(im[None])[0] for im in ims])
-    assert np.allclose(a, single, rtol=1e-9, atol=1e-12)
+    rtol = 1e-5 if name == "qualityface" else 1e-9  # float32 network: batched kernels round differently
+    assert np.allclose(a, single, rtol=rtol, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", CHEAP)
