@@ -1,0 +1,119 @@
+"""End to end on real LFW with SFace: results, verification accuracy, cache reuse, resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fiqa_bench
+
+FOUNDATION_METHODS = "face_norm,sharpness,exposure,yunet_confidence"
+
+
+def fold_accuracy(similarity: np.ndarray, genuine: np.ndarray, fold: np.ndarray) -> float:
+    """k-fold verification accuracy: threshold chosen on the other folds, accuracy on the held-out one."""
+    accs = []
+    for k in np.unique(fold):
+        train, test = fold != k, fold == k
+        candidates = np.unique(similarity[train])
+        train_acc = [((similarity[train] > t) == genuine[train]).mean() for t in candidates]
+        t = candidates[int(np.argmax(train_acc))]
+        accs.append(((similarity[test] > t) == genuine[test]).mean())
+    return float(np.mean(accs))
+
+
+@pytest.fixture(scope="module")
+def lfw_run(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("lfw_run")
+    out = base / "out"
+    # The session-wide cache (conftest) may already hold the LFW crops and SFace embeddings.
+    fiqa_bench.run(
+        methods=FOUNDATION_METHODS, models="sface", datasets="lfw", data_root=shared_data_dir,
+        out=out, progress=False, report=False,
+    )
+    return {"out": out, "data": shared_data_dir}
+
+
+def test_lfw_sface_results_for_every_method_and_protocol(lfw_run: dict[str, Path]) -> None:
+    results = pd.read_csv(lfw_run["out"] / "results.csv")
+    assert set(results["method"]) == set(FOUNDATION_METHODS.split(","))
+    assert set(results["protocol"]) == {"ERC", "EDC"}
+    assert set(results["fmr"]) == {1e-3, 1e-4}
+    assert (results["n_pairs"] == 1800).all()
+    assert results["auc"].notna().all()
+    # 900 impostors cannot resolve FMR 1e-4: reported, not silently rounded.
+    assert not results.loc[results["fmr"] == 1e-4, "fmr_resolvable"].any()
+    curves = pd.read_csv(lfw_run["out"] / "curves.csv")
+    assert len(curves) > 0
+
+
+def test_lfw_sface_verification_accuracy(lfw_run: dict[str, Path]) -> None:
+    with np.load(lfw_run["out"] / "pairs" / "lfw__sface.npz") as z:
+        sim, gen, fold = z["similarity"], z["genuine"], z["fold"]
+    acc = fold_accuracy(sim, gen, fold)
+    print(f"LFW (3 folds, 1800 pairs) SFace fold accuracy: {acc:.4f}")
+    assert acc >= 0.98
+    assert sim[gen].mean() > sim[~gen].mean() + 0.3
+
+
+def test_second_run_recomputes_nothing(lfw_run: dict[str, Path]) -> None:
+    out2 = lfw_run["out"].parent / "out2"
+    fiqa_bench.run(
+        methods=FOUNDATION_METHODS, models="sface", datasets="lfw", data_root=lfw_run["data"],
+        out=out2, progress=False, report=False,
+    )
+    run = json.loads((out2 / "run.json").read_text())
+    assert run["cache"]["computed"] == 0 and run["cache"]["hits"] > 0
+    a = pd.read_csv(lfw_run["out"] / "results.csv")
+    b = pd.read_csv(out2 / "results.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_interrupted_run_resumes(lfw_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from fiqa_bench.types import QualityMethod
+
+    # random with a new seed is a new cache slot; the SFace embeddings are already cached.
+    options = {"random": {"seed": 12345}}
+    calls = {"n": 0}
+    original = QualityMethod.score
+
+    def flaky(self: QualityMethod, images: np.ndarray, meta: object = None) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return original(self, images, meta)
+
+    monkeypatch.setattr(QualityMethod, "score", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        fiqa_bench.run(
+            methods="random", models="sface", datasets="lfw", data_root=lfw_run["data"],
+            out=lfw_run["out"].parent / "out3", options=options, progress=False, report=False, batch_size=256,
+        )
+    monkeypatch.setattr(QualityMethod, "score", original)
+    fiqa_bench.run(
+        methods="random", models="sface", datasets="lfw", data_root=lfw_run["data"],
+        out=lfw_run["out"].parent / "out3", options=options, progress=False, report=False, batch_size=256,
+    )
+    run = json.loads((lfw_run["out"].parent / "out3" / "run.json").read_text())
+    # The 3 batches of 256 random scores finished before the interruption survived.
+    assert run["cache"]["hits"] == 2320 + 3 * 256
+    assert run["cache"]["computed"] == 2320 - 3 * 256
+
+
+def test_cli_unknown_method_is_one_line_with_suggestion(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["fiqa-bench", "run", "--methods", "sharpnes", "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Did you mean 'sharpness'" in lines[0]
+
+
+def test_cli_bad_fmr_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(["fiqa-bench", "run", "--fmr", "abc", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "--fmr" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
