@@ -141,6 +141,7 @@ class Producer:
     values: np.ndarray | None = None
     hits: int = 0
     computed: int = 0
+    error: str | None = None  # the producer cannot work on this dataset (e.g. needs source landmarks)
 
 
 def _decode(faces: Any, indices: np.ndarray, pool: ThreadPoolExecutor | None) -> np.ndarray:
@@ -193,7 +194,12 @@ def fill_producers(
                     sel = np.flatnonzero(need)
                     whole = len(sel) == len(local)  # keep the (maybe pinned) decoded batch: no copy
                     sub_meta = None if meta is None or whole else {k: v[sel] for k, v in meta.items()}
-                    out = np.asarray(p.compute(images if whole else images[sel], meta if whole else sub_meta))
+                    try:
+                        out = np.asarray(p.compute(images if whole else images[sel], meta if whole else sub_meta))
+                    except UnsupportedCombinationError as exc:
+                        p.error = str(exc)  # reported as not evaluated; the other producers go on
+                        mask[:] = False
+                        continue
                     if p.values is None:
                         p.values = np.zeros((len(ids), *out.shape[1:]), dtype=out.dtype)
                     p.values[local[sel]] = out
@@ -292,18 +298,18 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
             model = models.get(target) if target else None
             try:
                 check_method_supports(card, model)
+                method = get_method(
+                    spec.name,
+                    weights=config.weights.get(spec.label) or config.weights.get(spec.name),
+                    fr_model=model,
+                    weights_dir=config.weights_dir,
+                    device=config.device,
+                    batch_size=config.batch_size,
+                    **spec.options,
+                )
             except UnsupportedCombinationError as exc:
                 errors.append(str(exc))
                 continue
-            method = get_method(
-                spec.name,
-                weights=config.weights.get(spec.label) or config.weights.get(spec.name),
-                fr_model=model,
-                weights_dir=config.weights_dir,
-                device=config.device,
-                batch_size=config.batch_size,
-                **spec.options,
-            )
             bound.append(BoundMethod(spec, method, target))
             built += 1
         if not built:
@@ -384,6 +390,9 @@ def run_pipeline(config: RunConfig) -> Any:
         for p in producers.values():
             cache_stats["hits"] += p.hits
             cache_stats["computed"] += p.computed
+            if p.error is not None:
+                not_evaluated.append({"kind": "method", "name": p.label, "dataset": ds_name, "why": p.error})
+                _echo(f"not evaluated on {ds_name}: {p.label}: {p.error}", config.progress)
 
         pairs = data.pairs
         t_eval = time.perf_counter()
@@ -405,7 +414,10 @@ def run_pipeline(config: RunConfig) -> Any:
                         src = producers[f"emb:{bm.model_name}"].values
                         q_img = np.asarray(bm.method.score_embeddings(src), dtype=np.float64)
                     else:
-                        q_img = producers[f"q:{bm.spec.label}@{bm.model_name}"].values.astype(np.float64)
+                        producer = producers[f"q:{bm.spec.label}@{bm.model_name}"]
+                        if producer.error is not None:
+                            continue
+                        q_img = producer.values.astype(np.float64)
                     if not np.all(np.isfinite(q_img)):
                         bad = int((~np.isfinite(q_img)).sum())
                         raise FiqaError(

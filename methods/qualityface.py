@@ -89,10 +89,16 @@ class QualityFace(BaseMethod):
         import torch
 
         x = np.stack([cv2.resize(im, (INPUT, INPUT), interpolation=cv2.INTER_LINEAR) for im in images])
-        with torch.inference_mode():
-            t = torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float()
-            t = (t / 255.0 - 0.5) / 0.5
-            out = self.classify(self.features(t).mean(dim=(2, 3)))
+        # The trained weights drive activations into denormal floats, which are ~3x slower on x86 CPUs;
+        # flushing them to zero changes no score measurably (checked on LFW: max difference 0).
+        torch.set_flush_denormal(True)
+        try:
+            with torch.inference_mode():
+                t = torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float()
+                t = (t / 255.0 - 0.5) / 0.5
+                out = self.classify(self.features(t).mean(dim=(2, 3)))
+        finally:
+            torch.set_flush_denormal(False)
         return out.reshape(-1).double().cpu().numpy()
 
 

@@ -117,3 +117,31 @@ def test_cli_unknown_method_is_one_line_with_suggestion(tmp_path: Path) -> None:
 def test_cli_bad_fmr_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run(["fiqa-bench", "run", "--fmr", "abc", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "--fmr" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_method_unusable_on_a_dataset_is_reported_not_fatal(lfw_run: dict[str, Path]) -> None:
+    from fiqa_bench.errors import UnsupportedCombinationError
+    from fiqa_bench.registry import METHODS, Card
+    from fiqa_bench.types import QualityMethod
+
+    card = Card(name="needs_something_else", kind="method", summary="test: unusable on every dataset")
+
+    class Unusable(QualityMethod):
+        def __init__(self, card: Card, **options: object) -> None:
+            self.card, self.options, self.weights_path = card, options, None
+
+        def _raw_batch(self, images: np.ndarray, meta: object) -> np.ndarray:
+            raise UnsupportedCombinationError("needs_something_else: this dataset lacks what it needs")
+
+    METHODS.add(card, lambda card, **kw: Unusable(card))
+    try:
+        out = lfw_run["out"].parent / "out_unusable"
+        results = fiqa_bench.run(
+            methods="sharpness,needs_something_else", models="sface", datasets="lfw", data_root=lfw_run["data"],
+            out=out, progress=False, report=False,
+        )
+    finally:
+        METHODS.unregister("needs_something_else")
+    assert set(results["method"]) == {"sharpness"}
+    run = json.loads((out / "run.json").read_text())
+    assert any(item["name"] == "needs_something_else" and "lacks" in item["why"] for item in run["not_evaluated"])
