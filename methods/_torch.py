@@ -16,6 +16,8 @@ from fiqa_bench.types import FRModel
 # iResNet FR-model cards (fr_models/iresnet_models.py): they expose forward_backbone / forward_head and
 # a dropout layer before the embedding layer, and carry real BatchNorm statistics.
 IRESNET_MODELS = ("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa")
+# sface_torch (fr_models/sface_torch.py) has the same split and real BN statistics, with weights that ship.
+TORCH_SPLIT_MODELS = (*IRESNET_MODELS, "sface_torch")
 
 
 def torch_parts(card: Card, fr_model: FRModel | None, *, need_head_split: bool = False,
@@ -26,12 +28,12 @@ def torch_parts(card: Card, fr_model: FRModel | None, *, need_head_split: bool =
     name = getattr(getattr(fr_model, "card", None), "name", type(fr_model).__name__)
     if module is None or preprocess is None:
         raise UnsupportedCombinationError(
-            f"{card.name} needs a torch FR model (an iResNet card such as arcface_r100 or crfiqa_l); {name!r} is not one."
+            f"{card.name} needs a torch FR model (sface_torch, or an iResNet card such as arcface_r100 or crfiqa_l); {name!r} is not one."
         )
     if need_head_split and not (hasattr(module, "forward_backbone") and hasattr(module, "forward_head")):
         raise UnsupportedCombinationError(
             f"{card.name} needs an FR model with a dropout-able embedding layer (forward_backbone/forward_head, "
-            f"as the iResNet cards: {', '.join(IRESNET_MODELS)}); {name!r} has none."
+            f"as {', '.join(TORCH_SPLIT_MODELS)}); {name!r} has none."
         )
     if need_batchnorm and not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
         raise UnsupportedCombinationError(f"{card.name} needs an FR model with BatchNorm2d layers; {name!r} has none.")

@@ -24,7 +24,9 @@ SERFIQ_CARD = Card(
     normalisation="that of the bound FR model (its card); the FR model's flip_tta/precision options are not used",
     score_direction="higher_better",
     needs_fr_model="torch",
-    supported_fr_models=("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa"),
+    supported_fr_models=(
+        "arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa", "sface_torch",
+    ),
     exempt_degradations=(),
     default_options={"T": 100, "p": 0.5, "seed": 0},
     notes=(
@@ -32,7 +34,8 @@ SERFIQ_CARD = Card(
         "T dropout masks come from an RNG seeded by (seed, image bytes), so scores do not depend on batching. "
         "q in (0, 1]; exactly 1 with p = 0 (all T embeddings equal). Options: T (passes, default 100), p "
         "(dropout rate, default 0.5 as in SER-FIQ's ArcFace setting - unverified against its code), seed. "
-        "Needs an iResNet with a dropout-able embedding layer (forward_backbone/forward_head)."
+        "Needs a torch FR model with a dropout-able embedding layer (forward_backbone/forward_head): the iResNet "
+        "cards or sface_torch (SFace, trained with dropout 0.4 before its fc layer)."
     ),
 )
 
