@@ -2,9 +2,10 @@
 
     python benchmarks/bench_methods.py [--n 24] [--degradations] [--write]
 
-Torch methods run on an iResNet18 with random weights and BatchNorm statistics calibrated on the same
-faces (no published weights are available offline); CR-FIQA throughput is measured on that r18 + qs
-(crfiqa:PATH). With --write, the table replaces the "## Methods" section of benchmarks/RESULTS.md.
+Torch methods run on sface_torch (SFace's real trained weights rebuilt in torch from the shipped ONNX
+file) and, for comparison with the iResNet cards, on an iResNet18 with random weights and BatchNorm
+statistics calibrated on the same faces (no published iResNet weights are available offline); CR-FIQA
+throughput is measured on that r18 + qs (crfiqa:PATH). With --write, the table replaces the "## Methods" section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main() -> int:
     r18_path = calibrated_r18(faces[:16], tmp)
     r18 = fb.get_fr_model(f"crfiqa:{r18_path}", device="cpu")
     sface = fb.get_fr_model("sface", device="cpu")
+    sface_torch = fb.get_fr_model("sface_torch", device="cpu")
     plan = [
         ("sharpness", {}, None, args.n),
         ("exposure", {}, None, args.n),
@@ -89,6 +91,10 @@ def main() -> int:
         ("grafiqs", {"variant": "layer4"}, r18, args.n),
         ("serfiq", {}, r18, args.n_slow),
         ("faceqan", {}, r18, args.n_slow),
+        ("face_norm", {}, sface_torch, args.n),
+        ("grafiqs", {}, sface_torch, args.n),
+        ("serfiq", {}, sface_torch, args.n),
+        ("faceqan", {}, sface_torch, args.n_slow),
     ]
     rows = []
     for name, opts, fr, n in plan:
@@ -103,7 +109,7 @@ def main() -> int:
         dt = time.perf_counter() - t0
         label = ("crfiqa:r18" if name.startswith("crfiqa:") else name) + "".join(f" {k}={v}" for k, v in opts.items())
         if fr is not None:
-            label += f" @{'sface' if fr is sface else 'r18-calibrated'}"
+            label += " @" + {id(sface): "sface", id(sface_torch): "sface_torch"}.get(id(fr), "r18-calibrated")
         row = {"method": label, "n": n, "img_s": n / dt, "finite": bool(np.isfinite(q).all())}
         if args.degradations:
             for d in D.DEGRADATIONS:
@@ -126,9 +132,10 @@ def main() -> int:
         intro = (
             f"Measured by `python benchmarks/bench_methods.py{' --degradations' if degs else ''}` on this machine "
             f"(CPU, torch threads={args.threads}, shared with other jobs: treat as rough). Real aligned LFW faces. "
-            "Torch methods run on an iResNet18 with random weights and BN statistics calibrated on 16 of these faces "
-            "(no published weights offline): their throughput is that of r18, and their degradation fractions say "
-            "nothing about the published models. Degradation columns: fraction of faces whose quality dropped "
+            "Torch methods run on sface_torch (SFace's real trained weights, rebuilt in torch from the shipped ONNX "
+            "file: their fractions are those of a real FR model) and on an iResNet18 with random weights and BN "
+            "statistics calibrated on 16 of these faces (no published iResNet weights offline: @r18 rows give r18 "
+            "throughput, and their fractions say nothing about the published models). Degradation columns: fraction of faces whose quality dropped "
             "(blur sigma 4, JPEG q5, 4x down/up, black bar over the eyes, x0.25 brightness, Gaussian noise sigma 25)."
         )
         section = f"## Methods\n\n{intro}\n\n{table}\n"

@@ -78,7 +78,7 @@ def check_method_supports(method_card: Card, model: FRModel | None) -> None:
         )
     if need == "torch" and getattr(model, "torch_module", None) is None:
         raise UnsupportedCombinationError(
-            f"{method_card.name} needs a differentiable torch FR model (e.g. an iResNet card); {mcard.name!r} is not one."
+            f"{method_card.name} needs a differentiable torch FR model (sface_torch, or an iResNet card such as arcface_r100); {mcard.name!r} is not one."
         )
 
 

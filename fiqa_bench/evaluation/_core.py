@@ -217,27 +217,28 @@ def layered_thresholds(
         m *= 2
 
 
-ROW_BUDGET = 1 << 22  # elements of a (reject fractions x genuine prefix) count matrix built at once
+def fnm_counts_rows(sc: Scores, thr: np.ndarray, b_gen: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row: remaining genuine pairs (``b_gen > rows[r]``, score order) with similarity <= thr[r, t].
 
-
-def fnm_counts_rows(sc: Scores, thr: np.ndarray, b_gen: np.ndarray, rows: np.ndarray, budget: int | None = None) -> np.ndarray:
-    """Per row: remaining genuine pairs (``b_gen > rows[r]``, score order) with similarity <= thr[r, t]."""
-    budget = ROW_BUDGET if budget is None else budget
-    pos = np.searchsorted(sc.gen_sorted, thr, side="right")
+    Only the ``top`` least similar genuine pairs can be false non-matches at any of the thresholds.
+    Those are grouped by bucket (a stable sort of small integers), positions ascending inside each
+    group, as one increasing key bucket * (top + 1) + position; then the count for (row, threshold)
+    is, summed over the buckets above the row, the keys of that bucket below the threshold's position:
+    one searchsorted for every (row, threshold, bucket). Time O(top + rows x thresholds x buckets), memory O(top).
+    """
+    pos = np.searchsorted(sc.gen_sorted, thr, side="right")  # rows x targets: genuine pairs with score <= thr
     out = np.zeros(pos.shape, dtype=np.int64)
     top = int(pos.max()) if pos.size else 0
     if top == 0:
         return out
-    step = max(1, budget // top)
-    for s in range(0, len(rows), step):
-        sl = slice(s, s + step)
-        p = pos[sl]
-        m = int(p.max())
-        if m == 0:
-            continue
-        cum = np.cumsum(b_gen[None, :m] > rows[sl, None], axis=1, dtype=np.int64)
-        rr = np.arange(len(p))[:, None]
-        out[sl] = np.where(p > 0, cum[rr, np.maximum(p - 1, 0)], 0)
+    b = b_gen[:top].astype(np.int64)
+    grouped = np.argsort(b, kind="stable")
+    n_b = int(b.max()) + 1
+    keys = b[grouped] * (top + 1) + grouped  # ascending
+    starts = np.searchsorted(keys, np.arange(n_b) * (top + 1))  # first key of each bucket value
+    v = np.arange(n_b)
+    below = np.searchsorted(keys, v[None, None, :] * (top + 1) + pos[:, :, None]) - starts  # rows x targets x buckets
+    out[:] = np.where(v[None, None, :] > np.asarray(rows)[:, None, None], below, 0).sum(axis=2)
     return out
 
 
