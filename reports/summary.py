@@ -104,6 +104,29 @@ def _dataset_rows(res: Results) -> list[list[str]]:
 
 
 DATASET_HEAD = ["dataset", "source", "images", "pairs", "genuine", "impostor", "skipped"]
+VERIFICATION_HEAD = ["dataset", "FR model", "pairs", "folds", "accuracy (mean ± std over folds)", "mean genuine cos", "mean impostor cos"]
+VERIFICATION_TEXT = ("Accuracy on each fold at the threshold that is best on the other folds (the LFW protocol; "
+                     "10 contiguous blocks where the dataset has no folds), before any rejection.")
+
+
+def _verification_rows(res: Results) -> list[list[str]]:
+    """Verification accuracy per (dataset, FR model) from the saved pairs/*.npz."""
+    import numpy as np
+
+    from fiqa_bench.evaluation import fold_accuracy
+
+    rows = []
+    for (ds, model), path in sorted(res.pairs.items()):
+        with np.load(path) as z:
+            sim, gen = z["similarity"], z["genuine"].astype(bool)
+            fold = z["fold"] if "fold" in z.files else np.zeros(len(sim), dtype=np.int64)
+        if not gen.any() or gen.all():
+            continue
+        n_folds = len(np.unique(fold))
+        mean, std = fold_accuracy(sim, gen, fold if n_folds > 1 else 10)
+        rows.append([ds, model, str(len(sim)), str(n_folds if n_folds > 1 else 10), f"{100 * mean:.2f}% ± {100 * std:.2f}",
+                     f"{sim[gen].mean():.3f}", f"{sim[~gen].mean():.3f}"])
+    return rows
 
 
 def _provenance_items(res: Results) -> list[tuple[str, str]]:
@@ -138,6 +161,9 @@ def markdown(res: Results, tables: list[Table], figures: list[str]) -> str:
         if note:
             out += [f"> **{name}**: {note}", ""]
     out += ["## Datasets", "", _md_table(DATASET_HEAD, _dataset_rows(res)), ""]
+    verification = _verification_rows(res)
+    if verification:
+        out += ["## Verification", "", VERIFICATION_TEXT, "", _md_table(VERIFICATION_HEAD, verification), ""]
     warns = warnings(res)
     if warns:
         out += ["## Warnings", ""] + [f"- {w}" for w in warns] + [""]
@@ -213,6 +239,9 @@ def html_page(res: Results, tables: list[Table], images: list[tuple[str, bytes]]
         if note:
             parts.append(f'<p class="note"><b>{_h(name)}</b>: {_h(note)}</p>')
     parts += ["<h2>Datasets</h2>", _html_table(DATASET_HEAD, _dataset_rows(res))]
+    verification = _verification_rows(res)
+    if verification:
+        parts += ["<h2>Verification</h2>", f"<p>{_h(VERIFICATION_TEXT)}</p>", _html_table(VERIFICATION_HEAD, verification)]
     warns = warnings(res)
     if warns:
         parts.append('<h2>Warnings</h2><div class="warn"><ul>' + "".join(f"<li>{_h(w)}</li>" for w in warns) + "</ul></div>")

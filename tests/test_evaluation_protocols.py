@@ -281,3 +281,25 @@ def test_tie_block_reaching_past_the_running_top_list():
     ref = bench.erc_straightforward(sim, gen, np.arange(len(sim), dtype=float), [0.106], [0.0, 0.02])
     np.testing.assert_array_equal(c.fnmr, ref["fnmr"][0])
 
+
+
+def test_fold_accuracy_hand_computed():
+    from fiqa_bench.evaluation import fold_accuracy
+    from fiqa_bench.evaluation.verification import best_threshold
+
+    # genuine 0.9, 0.8, 0.3; impostor 0.4, 0.2, 0.1: best threshold 0.2 (> 0.2 accepts 0.9, 0.8, 0.3, 0.4): 5/6.
+    sim = np.array([0.9, 0.8, 0.3, 0.4, 0.2, 0.1])
+    gen = np.array([True, True, True, False, False, False])
+    assert best_threshold(sim, gen) == 0.2
+    # Fold 0 = pairs 0, 3 (0.9 gen, 0.4 imp); on the other folds (0.8 g, 0.3 g, 0.2 i, 0.1 i) the best
+    # threshold is 0.2 (4/4 right); on fold 0 it accepts both 0.9 and 0.4 -> 1/2.
+    fold = np.array([0, 1, 2, 0, 1, 2])
+    mean, _ = fold_accuracy(sim, gen, fold)
+    assert best_threshold(sim[fold != 0], gen[fold != 0]) == 0.2
+    per_fold = []
+    for f in range(3):
+        test = fold == f
+        t = best_threshold(sim[~test], gen[~test])
+        per_fold.append(np.mean((sim[test] > t) == gen[test]))
+    assert mean == pytest.approx(np.mean(per_fold))
+    assert per_fold[0] == 0.5

@@ -228,6 +228,14 @@ def test_markdown_summary_has_datasets_tables_and_warnings(report_run: dict) -> 
     assert "resolution of lfw" not in md
     assert "### ERC AUC (threshold recomputed), FMR 3e-3" in md and "(reference)" in md and "**" in md
     assert "no face detected" in md  # skipped items listed
+    # verification accuracy per (dataset, FR model), recomputed from the saved pairs
+    import numpy as np
+
+    from fiqa_bench.evaluation import fold_accuracy
+
+    with np.load(report_run["folder"] / "pairs" / "lfw__sface.npz") as z:
+        mean, std = fold_accuracy(z["similarity"], z["genuine"], z["fold"])
+    assert "## Verification" in md and f"| lfw | sface | 900 | 3 | {100 * mean:.2f}% ± {100 * std:.2f} |" in md
 
 
 def test_report_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

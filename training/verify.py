@@ -9,6 +9,7 @@ import torch
 from fiqa_bench.datasets.insightface_bin import read_bin  # restricted unpickler, clear errors
 
 from fiqa_bench.errors import DataFormatError
+from fiqa_bench.evaluation import fold_accuracy
 from fiqa_bench.faces import decode_rgb
 
 
@@ -51,16 +52,7 @@ def _embedding(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 def tenfold_accuracy(sims: np.ndarray, issame: np.ndarray, folds: int = 10) -> tuple[float, float]:
     """Mean and std of accuracy; each fold's threshold is the best one on the other nine folds."""
-    n = len(sims)
-    fold_of = np.arange(n) * folds // n
-    thresholds = np.unique(sims)
-    accs = []
-    for f in range(folds):
-        train, test = fold_of != f, fold_of == f
-        acc_train = [np.mean((sims[train] >= t) == issame[train]) for t in thresholds]
-        t = thresholds[int(np.argmax(acc_train))]
-        accs.append(np.mean((sims[test] >= t) == issame[test]))
-    return float(np.mean(accs)), float(np.std(accs))
+    return fold_accuracy(sims, issame, folds)
 
 
 def verify(model: torch.nn.Module, sets: list[BinSet], device: torch.device) -> dict[str, float]:

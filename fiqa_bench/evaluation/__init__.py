@@ -9,6 +9,7 @@ from ._core import DEFAULT_DISCARD_LIMIT, DEFAULT_REJECT_FRACTIONS, EvaluationEr
 from .evaluate import cosine_similarity_pairs, evaluate, pair_quality
 from .protocols import Curve, edc_fixed, erc_recomputed, stepwise_area
 from .stats import bootstrap_auc, paired_bootstrap, resamples
+from .verification import fold_accuracy
 
 __all__ = [
     "DEFAULT_DISCARD_LIMIT",
@@ -20,6 +21,7 @@ __all__ = [
     "edc_fixed",
     "erc_recomputed",
     "evaluate",
+    "fold_accuracy",
     "pair_quality",
     "paired_bootstrap",
     "reject_counts",
