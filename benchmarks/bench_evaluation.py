@@ -226,7 +226,7 @@ def bench_size(n: int, m_fast: int, m_slow: int) -> dict[str, object]:
     # the wall/CPU time spent making them is subtracted.
     qual: Mapping[str, np.ndarray] = lazy if n > 1_000_000 else {k: lazy[k] for k in lazy}
     lazy.make_seconds = lazy.make_cpu_seconds = 0.0
-    reps = 3 if n <= 1_000_000 else 1
+    reps = 7 if n <= 100_000 else 3 if n <= 1_000_000 else 1
     one = 1 if n > 1_000_000 else reps
     # Single-threaded (the like-for-like comparison with the single-threaded straightforward version) ...
     wall1, cpu1, _ = timed(lambda: evaluate(sim, gen, qual, FMRS, threads=1), one)
@@ -326,7 +326,7 @@ def write_results(rows: list[dict[str, object]], quick: bool) -> Path:
             "methods in brackets (its cost is linear in methods, so per-method times are compared). The machine is "
             "shared with other jobs, so CPU seconds of this process are the fairer measure; the speed-up is CPU per "
             "method of single-threaded runs. As shipped, `evaluate` runs the methods on a thread pool over the cores "
-            "(first column; NumPy releases the GIL in sorts and gathers). Times are the best of 3 runs up to 1M "
+            "(first column; NumPy releases the GIL in sorts and gathers). Times are the best of 7 runs up to 60k, of 3 at 1M "
             "pairs, single runs above. Peak = tracemalloc peak of NumPy/Python allocations during a separate "
             "identical call with the thread pool, inputs excluded.",
             "",
