@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._core import check_pairs
+from ._core import EvaluationError
 
 
 def best_threshold(similarity: np.ndarray, genuine: np.ndarray) -> float:
@@ -24,7 +24,11 @@ def fold_accuracy(similarity: np.ndarray, genuine: np.ndarray, folds: np.ndarray
     ``folds``: a fold id per pair (e.g. LFW's published 10 folds), or a count k: k contiguous
     blocks of pairs, as insightface's verification does on .bin files.
     """
-    sim, gen = check_pairs(similarity, genuine)
+    sim, gen = np.asarray(similarity, dtype=np.float64), np.asarray(genuine, dtype=bool)
+    if sim.ndim != 1 or sim.shape != gen.shape or len(sim) < 2:
+        raise EvaluationError(f"fold_accuracy: need equal-length 1-D arrays of at least 2 pairs, got {sim.shape} and {gen.shape}")
+    if not np.isfinite(sim).all():
+        raise EvaluationError("fold_accuracy: similarity scores must be finite")
     if np.ndim(folds) == 0:
         k = int(folds)  # type: ignore[arg-type]
         fold = np.arange(len(sim)) * k // len(sim)
