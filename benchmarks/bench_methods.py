@@ -130,7 +130,8 @@ def main() -> int:
     print(table)
     if args.write:
         intro = (
-            f"Measured by `python benchmarks/bench_methods.py{' --degradations' if degs else ''}` on this machine "
+            f"Measured by `python benchmarks/bench_methods.py --n {args.n} --n-slow {args.n_slow}"
+            f"{' --degradations' if degs else ''}` on this machine "
             f"(CPU, torch threads={args.threads}, shared with other jobs: treat as rough). Real aligned LFW faces. "
             "Torch methods run on sface_torch (SFace's real trained weights, rebuilt in torch from the shipped ONNX "
             "file: their fractions are those of a real FR model) and on an iResNet18 with random weights and BN "
