@@ -94,6 +94,9 @@ def get_method(
 ) -> QualityMethod:
     """A quality method by registry name. ``.score(images)`` -> quality per image, higher = better.
 
+    ``batch_size`` caps the images the method processes at once; methods with a smaller batch of their
+    own (memory-heavy ones such as FaceQAN and GraFIQs) keep theirs.
+
     Methods that need an FR model take it as ``fr_model`` (an instance or a registry name).
     """
     entry = METHODS.get(name)
@@ -105,7 +108,9 @@ def get_method(
         options["fr_model"] = fr_model
     method = _construct(entry, name, "method", weights=weights, weights_dir=weights_dir, device=device, **options)
     if batch_size:
-        method.batch_size = batch_size
+        # An upper bound, never a raise: memory-heavy methods declare a smaller batch of their own
+        # (FaceQAN runs 10 noisy copies of each image through forward and backward passes).
+        method.batch_size = min(int(batch_size), int(getattr(method, "batch_size", batch_size)))
     return method
 
 

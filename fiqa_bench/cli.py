@@ -29,7 +29,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fmr", help="comma list of FMR targets (default: 1e-3,1e-4)")
     p.add_argument("--out", help="results folder (default: ./fiqa-results)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64); methods with a smaller batch of their own keep it")
     p.add_argument("--workers", type=int, default=0, help="image-decoding threads (default: 0 = in the main thread)")
     p.add_argument("--data-root", help="folder holding the datasets (default: $FIQA_BENCH_DATA or ~/.fiqa-bench/data)")
     p.add_argument("--weights-dir", help="folder holding weight files (default: $FIQA_BENCH_WEIGHTS or ~/.fiqa-bench/weights)")

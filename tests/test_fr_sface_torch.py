@@ -103,3 +103,10 @@ def test_faceqan_on_a_real_model(sface_torch, faces):
     assert np.isfinite(q).all()
     for deg in ("jpeg", "occlude_eyes"):
         assert _lowered(m, ims, q, deg) >= 5 / 6, deg
+
+
+def test_run_batch_size_never_raises_a_methods_own_batch(sface_torch):
+    # --batch-size 64 once made FaceQAN push 64 x 10 copies through a backward pass (out of memory).
+    assert fb.get_method("faceqan", fr_model=sface_torch, batch_size=64).batch_size == 4
+    assert fb.get_method("grafiqs", fr_model=sface_torch, batch_size=8).batch_size == 8
+    assert fb.get_method("sharpness", batch_size=8).batch_size == 8
