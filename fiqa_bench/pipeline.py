@@ -61,6 +61,7 @@ class RunConfig:
     seed: int = 0
     bootstrap: int = 0
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
+    methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
 
     @classmethod
     def from_user(cls, **kw: Any) -> RunConfig:
@@ -69,7 +70,8 @@ class RunConfig:
         weights_dir = kw.get("weights_dir")
         not_available: list[dict[str, str]] = []
         model_names = _expand(kw.get("models"), FR_MODELS, DEFAULT_MODELS, weights, weights_dir, not_available)
-        method_names = _expand(kw.get("methods"), METHODS, DEFAULT_METHODS, weights, weights_dir, not_available)
+        from_all: set[str] = set()
+        method_names = _expand(kw.get("methods"), METHODS, DEFAULT_METHODS, weights, weights_dir, not_available, from_all)
         dataset_names = _expand(kw.get("datasets"), DATASETS, DEFAULT_DATASETS, weights, weights_dir, not_available)
         for name in model_names:
             FR_MODELS.get(name)
@@ -97,17 +99,19 @@ class RunConfig:
             seed=int(kw.get("seed") or 0),
             bootstrap=int(kw.get("bootstrap") or 0),
             not_available=not_available,
+            methods_from_all=frozenset(from_all - set(split_list(kw.get("methods")))),
         )
 
 
 def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[str, str], weights_dir: Any,
-            not_available: list[dict[str, str]]) -> list[str]:
+            not_available: list[dict[str, str]], from_all: set[str] | None = None) -> list[str]:
     """Comma list -> names; ``all`` = every entry whose requirements are present here (the rest is reported)."""
     names = split_list(value) or list(default)
     out: list[str] = []
     for name in names:
         if name.lower() != "all":
-            out.append(name)
+            if name not in out:  # "all,faceqan" or a name given twice: run it once
+                out.append(name)
             continue
         for card in registry.cards():
             if card.takes_argument:
@@ -127,6 +131,8 @@ def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[
                 continue
             if card.name not in out:
                 out.append(card.name)
+                if from_all is not None:
+                    from_all.add(card.name)
     return out
 
 
@@ -312,6 +318,12 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
                 continue
             bound.append(BoundMethod(spec, method, target))
             built += 1
+        if not built and spec.name in config.methods_from_all:
+            # "all" means every method that can run here: one that fits none of the models is reported.
+            why = f"no usable FR model among --models {','.join(config.models)}: {errors[0]}"
+            skipped.append({"kind": "combination", "name": spec.label, "why": why})
+            log.warning("not evaluated: %s: %s", spec.label, why)
+            continue
         if not built:
             raise UnsupportedCombinationError(
                 f"{spec.label}: no usable FR model among --models {','.join(config.models)}: {errors[0]} "

@@ -134,3 +134,22 @@ def test_method_unusable_on_a_dataset_is_reported_not_fatal(lfw_run: dict[str, P
     assert set(results["method"]) == {"sharpness"}
     run = json.loads((out / "run.json").read_text())
     assert any(item["name"] == "needs_something_else" and "lacks" in item["why"] for item in run["not_evaluated"])
+
+
+def test_methods_all_skips_what_fits_no_model_but_named_methods_still_fail() -> None:
+    from fiqa_bench.errors import UnsupportedCombinationError
+    from fiqa_bench.pipeline import RunConfig, _build_methods
+
+    sface = fiqa_bench.get_fr_model("sface", device="cpu")
+    config = RunConfig.from_user(methods="all", models="sface")
+    assert {"faceqan", "serfiq", "grafiqs"} <= config.methods_from_all
+    skipped: list[dict[str, str]] = []
+    bound = _build_methods(config, {"sface": sface}, skipped)
+    names = {b.spec.name for b in bound}
+    assert {"sharpness", "face_norm", "brisque"} <= names and "faceqan" not in names
+    assert {"faceqan", "serfiq", "grafiqs"} <= {s["name"] for s in skipped}
+    # Named explicitly, a method that fits no model is still one clear error.
+    explicit = RunConfig.from_user(methods="all,faceqan", models="sface")
+    assert [m.name for m in explicit.methods].count("faceqan") == 1
+    with pytest.raises(UnsupportedCombinationError, match="faceqan@<fr_model>"):
+        _build_methods(explicit, {"sface": sface}, [])
