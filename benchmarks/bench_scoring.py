@@ -350,7 +350,7 @@ def main() -> int:
     if args.write:
         note = (
             f"{SECTION}\n\n`python benchmarks/bench_scoring.py {' '.join(sys.argv[1:])}` - batch size {args.batch_size}, "
-            f"random-weight models, real LFW photos.\n\nMachine: {about}.\n\n{text}\n\n"
+            f"iResNet models with random weights (sface and sface_torch are the real SFace weights), real LFW photos.\n\nMachine: {about}.\n\n{text}\n\n"
             "Wall times on a 2-core machine shared with other jobs are noisy (rows of one model can differ by 2x "
             "between runs); the CPU columns (this process + DataLoader workers) measure cost. "
             "Reading: *forward* is `model.embed` on aligned uint8 crops already in memory; *pipeline* rows are "
