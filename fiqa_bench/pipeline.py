@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .api import check_method_supports, get_dataset, get_fr_model, get_method
 from .cache import Cache
+from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
@@ -355,7 +356,8 @@ def _echo(msg: str, progress: bool) -> None:
 def run_pipeline(config: RunConfig) -> Any:
     import pandas as pd
 
-    from .evaluation import cosine_similarity_pairs, evaluate
+    from .evaluation import evaluate
+    from .similarity import pair_cosine
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -370,6 +372,7 @@ def run_pipeline(config: RunConfig) -> Any:
     model_names |= {s.bound_fr_model for s in config.methods if s.bound_fr_model}
     models = _build_models(config, model_names)
     methods = _build_methods(config, models, not_evaluated)
+    device = resolve_device(config.device)
     timings["build"] = time.perf_counter() - t0
 
     config.out.mkdir(parents=True, exist_ok=True)
@@ -412,7 +415,7 @@ def run_pipeline(config: RunConfig) -> Any:
             emb = producers[f"emb:{model_name}"].values
             assert emb is not None
             cmp_emb = template_embeddings(emb, data.templates) if data.templates is not None else emb
-            sim = cosine_similarity_pairs(cmp_emb, pairs.a, pairs.b)
+            sim = pair_cosine(cmp_emb, pairs.a, pairs.b, device=device)  # GPU matrix products on CUDA
             qualities: dict[str, np.ndarray] = {}
             reference: dict[str, bool] = {}
             for bm in methods:

@@ -128,3 +128,20 @@ def test_cli_subcommand(files, capsys):
     text = capsys.readouterr().out
     assert "sharp" in text and "blur" in text and "ci_low" in text
     assert (out / "results.csv").is_file()
+
+
+def test_pair_cosine_torch_backend_equals_numpy():
+    # The torch path is what runs on a GPU (matrix products there); on CPU it must agree with NumPy.
+    pytest.importorskip("torch")
+    from fiqa_bench.evaluation import EvaluationError
+    from fiqa_bench.similarity import pair_cosine
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(300, 128)).astype(np.float32)
+    a, b = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    ref = pair_cosine(emb, a, b)
+    got = pair_cosine(emb, a, b, backend="torch", chunk=777)  # several chunks
+    assert got.dtype == np.float64 and np.allclose(got, ref, atol=1e-6)
+    emb[7] = 0
+    with pytest.raises(EvaluationError, match="zero or non-finite norm"):
+        pair_cosine(emb, a, b, backend="torch")
