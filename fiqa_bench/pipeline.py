@@ -29,6 +29,7 @@ from .api import check_method_supports, get_dataset, get_fr_model, get_method
 from .cache import Cache
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
+from .naming import pairs_file_name
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
 from .types import FRModel, LoadedDataset, QualityMethod, Templates
@@ -63,6 +64,12 @@ class RunConfig:
     bootstrap: int = 0
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
     methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
+
+    def options_for(self, registry: Any, label: str) -> dict[str, Any]:
+        """--set options of an entry: those given for its card name (``onnx``, ``pairs``), then those
+        for the full label (``onnx:/models/x.onnx``), which win."""
+        base = registry.split(label)[0]
+        return {**self.options.get(base, {}), **(self.options.get(label, {}) if label != base else {})}
 
     @classmethod
     def from_user(cls, **kw: Any) -> RunConfig:
@@ -283,7 +290,7 @@ def _build_models(config: RunConfig, names: set[str]) -> dict[str, FRModel]:
             weights_dir=config.weights_dir,
             device=config.device,
             batch_size=config.batch_size,
-            **config.options.get(name, {}),
+            **config.options_for(FR_MODELS, name),
         )
     return models
 
@@ -387,7 +394,7 @@ def run_pipeline(config: RunConfig) -> Any:
         ds_kwargs: dict[str, Any] = {}
         if dataset_accepts(ds_name, "cache_dir"):
             ds_kwargs["cache_dir"] = cache.root  # datasets that align on the fly keep their crops there
-        ds_kwargs.update(config.options.get(ds_name, {}))  # --set agedb_30.expected_pairs=600 etc.
+        ds_kwargs.update(config.options_for(DATASETS, ds_name))  # --set agedb_30.expected_pairs=600 etc.
         dataset = get_dataset(ds_name, root=config.data_root, **ds_kwargs)
         data = dataset.load(skip_bad=config.skip_bad, progress=config.progress)
         _echo(data.summary(), config.progress)
@@ -455,7 +462,9 @@ def run_pipeline(config: RunConfig) -> Any:
             all_rows.extend(rows)
             all_curves.extend(curves)
             np.savez_compressed(
-                config.out / "pairs" / f"{ds_name}__{model_name}.npz",
+                config.out / "pairs" / pairs_file_name(ds_name, model_name),
+                dataset=np.array(ds_name),
+                fr_model=np.array(model_name),
                 similarity=sim,
                 genuine=pairs.genuine,
                 fold=pairs.fold,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataFormatError, FiqaError, MissingDataError
+from .naming import pairs_file_name
 from .specs import parse_fmrs
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,9 @@ def _write_folder(
     results.to_csv(out / "results.csv", index=False)
     curves.to_csv(out / "curves.csv", index=False)
     np.savez_compressed(
-        out / "pairs" / f"{DATASET}__{FR_MODEL}.npz",
+        out / "pairs" / pairs_file_name(DATASET, FR_MODEL),
+        dataset=np.array(DATASET),
+        fr_model=np.array(FR_MODEL),
         similarity=sim,
         genuine=gen,
         fold=folds if folds is not None else np.zeros(len(sim), dtype=np.int64),

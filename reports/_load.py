@@ -141,10 +141,24 @@ def load_results(folder: Path) -> Results:
     pairs_dir = folder / "pairs"
     if pairs_dir.is_dir():
         for p in sorted(pairs_dir.glob("*.npz")):
-            if "__" in p.stem:
-                ds, fr = p.stem.split("__", 1)
-                pairs[(ds, fr)] = p
+            names = _pair_labels(p)
+            if names is not None:
+                pairs[names] = p
     return Results(folder=folder, results=results, curves=curves, run=run, pairs=pairs)
+
+
+def _pair_labels(path: Path) -> tuple[str, str] | None:
+    """(dataset, FR model) of a pairs file: the labels stored inside, else the file name's two parts."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "dataset" in z.files and "fr_model" in z.files:
+                return str(z["dataset"]), str(z["fr_model"])
+    except (OSError, ValueError):
+        pass  # load_pairs reports an unreadable file when it is used
+    if "__" in path.stem:
+        ds, fr = path.stem.split("__", 1)
+        return ds, fr
+    return None
 
 
 def load_pairs(path: Path) -> dict[str, np.ndarray]:
@@ -179,9 +193,3 @@ def fmt_fmr(fmr: float) -> str:
         mant, exp = f"{fmr:.2e}".split("e")
         mant = mant.rstrip("0").rstrip(".")
     return f"{mant}e{int(exp)}"
-
-
-def slug(text: str) -> str:
-    """File-name-safe form of a label (method names may contain '@', ':' or '/')."""
-    out = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(text))
-    return out.strip("-") or "x"

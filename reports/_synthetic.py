@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fiqa_bench.naming import pairs_file_name
+
 
 def _simulate(rng: np.random.Generator, n_pairs: int, quality_noise: dict[str, float]) -> dict[str, np.ndarray]:
     n_gen = n_pairs // 2
@@ -113,7 +115,7 @@ def make_results_folder(
                 c.update(dataset=ds, fr_model=fr)
             all_rows += rows
             all_curves += curves
-            np.savez_compressed(out / "pairs" / f"{ds}__{fr}.npz", **arrays)
+            np.savez_compressed(out / "pairs" / pairs_file_name(ds, fr), dataset=np.array(ds), fr_model=np.array(fr), **arrays)
         info[ds] = {"source": f"simulated ({n_pairs} pairs)", "n_images": n_pairs, "n_pairs": n_pairs,
                     "n_genuine": n_pairs // 2, "n_impostor": n_pairs - n_pairs // 2, "fingerprint": f"sim-{ds}",
                     "skipped": [{"what": "image", "where": f"{ds}/img_0001.jpg", "why": "no face detected"}] if k == 0 else []}

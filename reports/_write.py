@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import FiqaError
+from fiqa_bench.naming import slug
 
-from ._load import Results, fmt_fmr, load_pairs, load_results, pair_methods, slug
+from ._load import Results, fmt_fmr, load_pairs, load_results, pair_methods
 from ._style import png_bytes, save_figure, style_map
 from .latex import build_tables, render_table, render_wrapper
 from .summary import html_page, markdown

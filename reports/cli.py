@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from fiqa_bench.errors import FiqaError, MissingDataError
+from fiqa_bench.naming import slug
 
-from ._load import load_pairs, load_results, pair_methods, slug
+from ._load import load_pairs, load_results, pair_methods
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:

