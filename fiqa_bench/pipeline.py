@@ -80,7 +80,8 @@ class RunConfig:
         model_names = _expand(kw.get("models"), FR_MODELS, DEFAULT_MODELS, weights, weights_dir, not_available)
         from_all: set[str] = set()
         method_names = _expand(kw.get("methods"), METHODS, DEFAULT_METHODS, weights, weights_dir, not_available, from_all)
-        dataset_names = _expand(kw.get("datasets"), DATASETS, DEFAULT_DATASETS, weights, weights_dir, not_available)
+        dataset_names = _expand(kw.get("datasets"), DATASETS, DEFAULT_DATASETS, weights, weights_dir, not_available,
+                                data_root=kw.get("data_root"))
         for name in model_names:
             FR_MODELS.get(name)
         for name in dataset_names:
@@ -112,7 +113,7 @@ class RunConfig:
 
 
 def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[str, str], weights_dir: Any,
-            not_available: list[dict[str, str]], from_all: set[str] | None = None) -> list[str]:
+            not_available: list[dict[str, str]], from_all: set[str] | None = None, data_root: Any = None) -> list[str]:
     """Comma list -> names; ``all`` = every entry whose requirements are present here (the rest is reported)."""
     names = split_list(value) or list(default)
     out: list[str] = []
@@ -127,7 +128,7 @@ def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[
             missing = [r for r in check_requirements(card, weights_dir) if not r.present]
             if card.kind == "dataset":
                 try:
-                    status = get_dataset(card.name).status() if not missing else None
+                    status = get_dataset(card.name, root=data_root).status() if not missing else None
                 except FiqaError as exc:
                     status, missing = None, [exc]
                 if status is not None and not status.present:

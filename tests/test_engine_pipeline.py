@@ -189,3 +189,13 @@ def test_labels_with_paths_make_safe_file_names_and_set_options_reach_them(lfw_d
         assert np.allclose(a["similarity"], b["similarity"], atol=1e-5)  # raw normalisation reached onnx:PATH
     assert (out / "report" / "summary.html").is_file()
     assert any(p.name.startswith("erc_") and p.suffix == ".png" for p in (out / "report").iterdir())
+
+
+def test_datasets_all_looks_in_the_given_data_root(shared_data_dir: Path, tmp_path: Path) -> None:
+    from fiqa_bench.pipeline import RunConfig
+
+    config = RunConfig.from_user(datasets="all", data_root=str(shared_data_dir))
+    assert "lfw" in config.datasets and "demo" in config.datasets
+    assert "agedb_30" in {n["name"] for n in config.not_available}  # reported, with where to put it
+    empty = RunConfig.from_user(datasets="all", data_root=str(tmp_path))
+    assert "lfw" not in empty.datasets
