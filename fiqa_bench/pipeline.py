@@ -68,8 +68,7 @@ class RunConfig:
     def options_for(self, registry: Any, label: str) -> dict[str, Any]:
         """--set options of an entry: those given for its card name (``onnx``, ``pairs``), then those
         for the full label (``onnx:/models/x.onnx``), which win."""
-        base = registry.split(label)[0]
-        return {**self.options.get(base, {}), **(self.options.get(label, {}) if label != base else {})}
+        return {**self.options.get(registry.split(label)[0], {}), **self.options.get(label, {})}
 
     @classmethod
     def from_user(cls, **kw: Any) -> RunConfig:

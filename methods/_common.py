@@ -39,6 +39,12 @@ class BaseMethod(QualityMethod):
             self.fr_model = fr_model
 
 
+# Torch FR models that expose forward_backbone / forward_head (a dropout-able embedding layer) and carry
+# real BatchNorm statistics: the iResNet cards (fr_models/iresnet_models.py) and sface_torch.
+IRESNET_MODELS = ("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa")
+TORCH_SPLIT_MODELS = (*IRESNET_MODELS, "sface_torch")
+
+
 def reject_unknown(card: Card, options: Mapping[str, Any], allowed: set[str]) -> None:
     """One clear error for options a method does not understand (they would be silently ignored)."""
     unknown = sorted(set(options) - allowed)

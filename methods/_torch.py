@@ -13,11 +13,7 @@ from fiqa_bench.errors import UnsupportedCombinationError
 from fiqa_bench.registry import Card
 from fiqa_bench.types import FRModel
 
-# iResNet FR-model cards (fr_models/iresnet_models.py): they expose forward_backbone / forward_head and
-# a dropout layer before the embedding layer, and carry real BatchNorm statistics.
-IRESNET_MODELS = ("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa")
-# sface_torch (fr_models/sface_torch.py) has the same split and real BN statistics, with weights that ship.
-TORCH_SPLIT_MODELS = (*IRESNET_MODELS, "sface_torch")
+from ._common import TORCH_SPLIT_MODELS
 
 
 def torch_parts(card: Card, fr_model: FRModel | None, *, need_head_split: bool = False,

@@ -11,7 +11,7 @@ from fiqa_bench.errors import FiqaError
 from fiqa_bench.registry import Card, register_method
 from fiqa_bench.types import FRModel
 
-from ._common import BaseMethod, reject_unknown, require_fr_model
+from ._common import TORCH_SPLIT_MODELS, BaseMethod, reject_unknown, require_fr_model
 
 SERFIQ_CARD = Card(
     name="serfiq",
@@ -24,9 +24,7 @@ SERFIQ_CARD = Card(
     normalisation="that of the bound FR model (its card); the FR model's flip_tta/precision options are not used",
     score_direction="higher_better",
     needs_fr_model="torch",
-    supported_fr_models=(
-        "arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa", "sface_torch",
-    ),
+    supported_fr_models=TORCH_SPLIT_MODELS,
     exempt_degradations=(),
     default_options={"T": 100, "p": 0.5, "seed": 0},
     notes=(

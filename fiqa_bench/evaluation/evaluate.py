@@ -32,12 +32,9 @@ def pair_quality(image_quality: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.
     return np.minimum(q[np.asarray(a)], q[np.asarray(b)])
 
 
-def cosine_similarity_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
-    """Cosine similarity of embedding rows a[i] and b[i], as float64.
-
-    Rows are L2-normalised once; the dot products run over slices of at most ``chunk`` pairs (and at
-    most ~64 MB of gathered rows per slice), so memory beyond the normalised copy is O(chunk x D).
-    """
+def normalised_pair_rows(emb: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Checked inputs of a pair-similarity computation: (L2-normalised rows, a, b, pairs per chunk of
+    about 64 MB of gathered rows). Shared by the NumPy path here and the GPU path (fiqa_bench.similarity)."""
     e = np.asarray(emb)
     if e.ndim != 2:
         raise EvaluationError(f"embeddings must be a 2-D array (images x dims), got shape {e.shape}")
@@ -52,8 +49,17 @@ def cosine_similarity_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk
     bad = ~(np.isfinite(norms[:, 0]) & (norms[:, 0] > 0))
     if bad.any():
         raise EvaluationError(f"{int(bad.sum())} embedding(s) have zero or non-finite norm (first: row {int(np.argmax(bad))})")
-    e = e / norms
-    step = max(1, min(int(chunk), (1 << 24) // max(1, e.shape[1])))
+    return e / norms, a, b, (1 << 24) // max(1, e.shape[1])
+
+
+def cosine_similarity_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
+    """Cosine similarity of embedding rows a[i] and b[i], as float64.
+
+    Rows are L2-normalised once; the dot products run over slices of at most ``chunk`` pairs (and at
+    most ~64 MB of gathered rows per slice), so memory beyond the normalised copy is O(chunk x D).
+    """
+    e, a, b, max_step = normalised_pair_rows(emb, a, b)
+    step = max(1, min(int(chunk), max_step))
     out = np.empty(len(a), dtype=np.float64)
     for s in range(0, len(a), step):
         out[s : s + step] = np.einsum("ij,ij->i", e[a[s : s + step]], e[b[s : s + step]])
