@@ -385,7 +385,7 @@ def run_pipeline(config: RunConfig) -> Any:
     config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "pairs").mkdir(exist_ok=True)
     all_rows: list[dict[str, Any]] = []
-    all_curves: list[dict[str, Any]] = []
+    all_curves: list[pd.DataFrame] = []
     datasets_info: dict[str, Any] = {}
     cache_stats = {"hits": 0, "computed": 0}
 
@@ -457,10 +457,8 @@ def run_pipeline(config: RunConfig) -> Any:
             )
             for r in rows:
                 r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))
-            for c in curves:
-                c.update(dataset=ds_name, fr_model=model_name)
             all_rows.extend(rows)
-            all_curves.extend(curves)
+            all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name).to_frame())
             np.savez_compressed(
                 config.out / "pairs" / pairs_file_name(ds_name, model_name),
                 dataset=np.array(ds_name),
@@ -489,7 +487,7 @@ def run_pipeline(config: RunConfig) -> Any:
     results = pd.DataFrame(all_rows)
     if len(results):
         results = results[columns + [c for c in results.columns if c not in columns]]
-    curves_df = pd.DataFrame(all_curves)
+    curves_df = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
     results.to_csv(config.out / "results.csv", index=False)
     curves_df.to_csv(config.out / "curves.csv", index=False)
     timings["total"] = time.perf_counter() - t0

@@ -270,12 +270,10 @@ def evaluate_files(
         r.update(dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped)
         if drop_note:
             r["note"] = f"{r['note']}; {drop_note}" if r["note"] else drop_note
-    for c in points:
-        c.update(dataset=DATASET, fr_model=FR_MODEL)
     front = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
     results = pd.DataFrame(rows)
     results = results[front + [c for c in results.columns if c not in front]]
-    curves = pd.DataFrame(points)
+    curves = points.assign(dataset=DATASET, fr_model=FR_MODEL).to_frame()
     curves = curves[[c for c in ("dataset", "fr_model") if c in curves] + [c for c in curves.columns if c not in ("dataset", "fr_model")]]
     if out is not None:
         _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all)

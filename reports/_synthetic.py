@@ -93,7 +93,7 @@ def make_results_folder(
     (out / "pairs").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     all_rows: list[dict[str, Any]] = []
-    all_curves: list[dict[str, Any]] = []
+    all_curves: list[pd.DataFrame] = []
     info: dict[str, Any] = {}
     for k, (ds, n_pairs) in enumerate(datasets.items()):
         for fr_i, fr in enumerate(fr_models):
@@ -111,10 +111,9 @@ def make_results_folder(
                         c.update(fnmr_lo=max(0.0, c["fnmr"] - 0.01), fnmr_hi=c["fnmr"] + 0.01)
             for r in rows:
                 r.update(dataset=ds, fr_model=fr, reference_line=r["method"] in ("random", "oracle"))
-            for c in curves:
-                c.update(dataset=ds, fr_model=fr)
+            frame = curves.to_frame() if hasattr(curves, "to_frame") else pd.DataFrame(curves)
             all_rows += rows
-            all_curves += curves
+            all_curves.append(frame.assign(dataset=ds, fr_model=fr))
             np.savez_compressed(out / "pairs" / pairs_file_name(ds, fr), dataset=np.array(ds), fr_model=np.array(fr), **arrays)
         info[ds] = {"source": f"simulated ({n_pairs} pairs)", "n_images": n_pairs, "n_pairs": n_pairs,
                     "n_genuine": n_pairs // 2, "n_impostor": n_pairs - n_pairs // 2, "fingerprint": f"sim-{ds}",
@@ -123,7 +122,7 @@ def make_results_folder(
     res = pd.DataFrame(all_rows)
     res = res[cols + [c for c in res.columns if c not in cols]]
     res.to_csv(out / "results.csv", index=False)
-    pd.DataFrame(all_curves).to_csv(out / "curves.csv", index=False)
+    pd.concat(all_curves, ignore_index=True).to_csv(out / "curves.csv", index=False)
     run = {
         "fiqa_bench_version": "0.1.0", "torch_version": None, "numpy_version": np.__version__, "python": "3.11",
         "platform": "synthetic", "command": ["fiqa-bench", "run", "--synthetic"], "started": "2026-01-01T00:00:00+00:00",

@@ -267,6 +267,46 @@ def test_fast_equals_straightforward_on_random_cases(seed):
             np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f).fnmr, ref["fnmr"][t])
 
 
+def test_reject_fractions_not_starting_at_zero_equal_straightforward():
+    # The first fraction already drops pairs: those never remain (bucket 0) at any fraction.
+    rng = np.random.default_rng(21)
+    for _ in range(60):
+        sim, gen, q = _random_case(rng, int(rng.integers(20, 400)))
+        fr = np.round(np.sort(rng.choice(np.arange(1, 19) * 0.05, size=int(rng.integers(1, 8)), replace=False)), 2)
+        fmrs = [0.0, 0.01, 0.1, 0.5, 1.0]
+        ref = bench.erc_straightforward(sim, gen, q, fmrs, fr)
+        for t, f in enumerate(fmrs):
+            np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
+
+
+def test_threshold_search_in_row_blocks_equals_one_block(monkeypatch):
+    # Large m (FMR 0.5) on many fractions: answered a few fraction rows at a time when memory asks for it.
+    from fiqa_bench.evaluation import _core
+
+    rng = np.random.default_rng(4)
+    sim, gen, q = _random_case(rng, 3000)
+    fr = np.round(np.arange(40) * 0.02, 2)
+    fmrs = [1e-3, 0.5, 0.9]
+    ref = bench.erc_straightforward(sim, gen, q, fmrs, fr)
+    monkeypatch.setattr(_core, "ROW_BLOCK_ELEMENTS", 2000)  # m ~ FMR x impostors: 1-2 rows per block at 0.5 and 0.9
+    for t, f in enumerate(fmrs):
+        np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
+
+
+def test_quality_buckets_follow_the_stable_order():
+    from fiqa_bench.evaluation._core import quality_buckets
+
+    rng = np.random.default_rng(8)
+    for _ in range(50):
+        n = int(rng.integers(1, 500))
+        q = np.round(rng.normal(size=n), int(rng.integers(0, 2)))
+        ks = reject_counts(np.round(np.arange(20) * 0.05, 2), n)
+        position = np.empty(n, dtype=np.int64)
+        position[np.argsort(q, kind="stable")] = np.arange(n)
+        expected = (position[:, None] >= ks[None, :]).sum(axis=1)
+        np.testing.assert_array_equal(quality_buckets(q, ks), expected)
+
+
 def test_tie_block_reaching_past_the_running_top_list():
     # 100 impostors: 0.9, twelve at 0.5, 87 at 0.1. Target 0.106 -> 10.6 accepted. Achievable: 0 (thr 0.9),
     # 1 (thr 0.5), 13 (thr 0.1); |13 - 10.6| = 2.4 is nearest -> threshold 0.1, FMR 0.13. The engine keeps

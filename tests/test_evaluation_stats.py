@@ -115,6 +115,18 @@ def test_evaluate_intervals_equal_bootstrap_auc_and_bands_bracket_curves(data):
         assert p["fnmr_lo"] <= p["fnmr_hi"]
 
 
+def test_curve_points_table_equals_the_points_one_by_one(data):
+    sim, gen, quals, folds = data
+    _, points = evaluate(sim, gen, quals, [1e-2, 1e-3], folds=folds, bootstrap=10, seed=2)
+    frame = points.assign(dataset="lfw", fr_model="sface").to_frame()
+    assert list(frame.columns) == ["method", "protocol", "fmr", "fraction", "fnmr", "fnmr_lo", "fnmr_hi", "dataset", "fr_model"]
+    one_by_one = list(points)
+    assert len(frame) == len(points) == len(one_by_one)
+    assert frame.to_dict("records") == one_by_one
+    # blocks come as (method, target, ERC then EDC): the first block is the first method's ERC at 1e-2
+    assert one_by_one[0]["method"] == "good" and one_by_one[0]["protocol"] == "ERC" and one_by_one[0]["fmr"] == 1e-2
+
+
 def test_resamples_stay_inside_folds_and_labels(data):
     _, gen, _, folds = data
     for idx in resamples(gen, folds, 5, seed=0):

@@ -7,6 +7,7 @@ scores (ERC thresholds), counts of false non-matches, and one sort of genuine qu
 
 from ._core import DEFAULT_DISCARD_LIMIT, DEFAULT_REJECT_FRACTIONS, EvaluationError, reject_counts
 from .evaluate import cosine_similarity_pairs, evaluate, pair_quality
+from .points import CurvePoints
 from .protocols import Curve, edc_fixed, erc_recomputed, stepwise_area
 from .stats import bootstrap_auc, paired_bootstrap, resamples
 from .verification import fold_accuracy
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_DISCARD_LIMIT",
     "DEFAULT_REJECT_FRACTIONS",
     "Curve",
+    "CurvePoints",
     "EvaluationError",
     "bootstrap_auc",
     "cosine_similarity_pairs",

@@ -20,6 +20,7 @@ from ._core import (
     check_quality,
     nearest_fmr_thresholds,
 )
+from .points import CurvePoints
 from .protocols import edc_note, erc_note
 from .stats import Setup, method_arrays, percentile_ci, run_bootstrap, step_values
 
@@ -80,7 +81,7 @@ def evaluate(
     normalised: bool = False,
     progress: bool = False,
     threads: int | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], CurvePoints]:
     """ERC (recomputed threshold) and EDC (fixed threshold) for every method and FMR target.
 
     Methods are evaluated ``threads`` at a time (default: the CPUs this process may use, at most 8;
@@ -89,10 +90,11 @@ def evaluate(
     ``qualities`` maps method name -> PAIR quality (higher = better). Without bootstrap the methods
     are read one at a time, so a lazy mapping keeps memory at one method's arrays.
 
-    Returns (rows, curve_points). Row keys: method, protocol, fmr, auc, ci_low, ci_high (NaN without
+    Returns (rows, curve points). Row keys: method, protocol, fmr, auc, ci_low, ci_high (NaN without
     bootstrap), n_pairs, n_genuine, n_impostor, fmr_resolvable, achieved_fmr, threshold, fnmr_at_0,
     reject_max (ERC; NaN for EDC), discard_limit (EDC; NaN for ERC), normalised (EDC pAUC minus the
-    ideal curve's area), n_bootstrap, note. Curve points: method, protocol, fmr, fraction, fnmr
+    ideal curve's area), n_bootstrap, note. Curve points (``CurvePoints``: column blocks; ``to_frame()``
+    for the table, iteration for one dict per point): method, protocol, fmr, fraction, fnmr
     (+ fnmr_lo, fnmr_hi: pointwise 2.5/97.5 percentiles when bootstrap > 0). ERC points are the
     reject fractions; EDC points are the curve's steps (read them as a step function, "steps-post"),
     or a 501-point grid of the step function when it has more steps than that.
@@ -105,7 +107,7 @@ def evaluate(
     edc_thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
     names = list(qualities)
     rows: list[dict[str, Any]] = []
-    points: list[dict[str, Any]] = []
+    points = CurvePoints()
     edc_at: list[np.ndarray] = []
     kept: list[np.ndarray] = []
     base = {"n_pairs": sc.n, "n_genuine": sc.n_gen, "n_impostor": sc.n_imp, "n_bootstrap": int(bootstrap)}
@@ -150,11 +152,8 @@ def evaluate(
                     "note": edc_note(f, sc.n_imp, a_edc, None),
                 }
             )
-            for proto, xs, ys in (("ERC", setup.fractions, erc.fnmr[t]), ("EDC", at, edc_on[t])):
-                points.extend(
-                    {"method": name, "protocol": proto, "fmr": f, "fraction": x, "fnmr": y}
-                    for x, y in zip(xs.tolist(), ys.tolist(), strict=True)
-                )
+            points.add(name, "ERC", f, setup.fractions, erc.fnmr[t])
+            points.add(name, "EDC", f, at, edc_on[t])
         del q
     if bootstrap and names:
         _add_bootstrap(rows, points, sim, gen, kept, setup, folds, bootstrap, seed, edc_at, progress)
@@ -206,7 +205,7 @@ def _method_arrays_in_threads(
 
 def _add_bootstrap(
     rows: list[dict[str, Any]],
-    points: list[dict[str, Any]],
+    points: CurvePoints,
     sim: np.ndarray,
     gen: np.ndarray,
     qualities: list[np.ndarray],
@@ -223,9 +222,8 @@ def _add_bootstrap(
     erc_lo, erc_hi = percentile_ci(res.erc_auc)  # methods x targets
     edc_lo, edc_hi = percentile_ci(res.edc_auc)
     band_erc = percentile_ci(res.erc_fnmr)  # methods x targets x fractions
-    # rows come as (method, target, ERC/EDC); points as (method, target, ERC fractions..., EDC points...)
+    # rows come as (method, target, ERC/EDC); point blocks as (method, target, ERC/EDC) too
     i = 0
-    p = 0
     for m in range(len(qualities)):
         band_edc = percentile_ci(res.edc_fnmr[m])  # targets x points
         for t in range(n_t):
@@ -236,12 +234,7 @@ def _add_bootstrap(
                 if undefined:
                     extra = f"{undefined} of {n} bootstrap resamples undefined, left out of the interval"
                     row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
+                block = points.blocks[i + k]
+                band = (band_erc[0][m, t], band_erc[1][m, t]) if k == 0 else (band_edc[0][t], band_edc[1][t])
+                block.fnmr_lo, block.fnmr_hi = (np.asarray(b, dtype=np.float64) for b in band)
             i += 2
-            for lo_arr, hi_arr, count in (
-                (band_erc[0][m, t], band_erc[1][m, t], len(setup.fractions)),
-                (band_edc[0][t], band_edc[1][t], len(edc_at[m])),
-            ):
-                for j in range(count):
-                    points[p + j]["fnmr_lo"] = float(lo_arr[j])
-                    points[p + j]["fnmr_hi"] = float(hi_arr[j])
-                p += count

@@ -27,10 +27,10 @@ from ._core import (
     check_quality,
     fmt_fmr,
     fnm_counts_rows,
-    layered_thresholds,
     nearest_fmr_thresholds,
-    quality_order,
+    quality_buckets,
     reject_counts,
+    suffix_thresholds,
 )
 
 
@@ -68,26 +68,17 @@ class ErcArrays:
     n_gen: np.ndarray  # remaining genuine pairs per fraction
 
 
-def erc_arrays(sc: Scores, order: np.ndarray, ks: np.ndarray, fractions: np.ndarray, fmrs: np.ndarray) -> ErcArrays:
-    n_frac = len(ks)
-    bounds = np.append(ks, sc.n)  # fraction i keeps quality positions >= ks[i]: layers i, i+1, ...
-    imp_pos = np.flatnonzero(~sc.genuine[order])  # quality positions of the impostors
-    neg_imp = -sc.sim[order[imp_pos]]  # their negated scores, in quality order
-    layer_bounds = np.searchsorted(imp_pos, bounds)  # the layers' bounds among the impostors
-    del imp_pos
-    imp_layer = np.diff(layer_bounds)
-    n_imp = np.cumsum(imp_layer[::-1])[::-1]
-    n_gen = np.cumsum((np.diff(bounds) - imp_layer)[::-1])[::-1]
-    c, thr = layered_thresholds(neg_imp, layer_bounds, n_imp, fmrs)
-    del neg_imp
-
-    # bucket[p] = how many reject fractions keep pair p (pairs in layer i stay for fractions 0..i):
-    # pair p remains at fraction i  <=>  bucket[p] > i. One byte per pair.
-    bucket = np.zeros(sc.n, dtype=np.uint8 if n_frac < 255 else np.uint16)
-    for i in range(n_frac):
-        bucket[order[bounds[i] : bounds[i + 1]]] = i + 1
+def erc_arrays(sc: Scores, bucket: np.ndarray, fractions: np.ndarray, fmrs: np.ndarray) -> ErcArrays:
+    """``bucket`` from ``quality_buckets``: pair p remains at fraction i <=> bucket[p] > i; layer i
+    (bucket i + 1) holds the pairs that fraction i keeps and fraction i + 1 drops."""
+    n_frac = len(fractions)
+    b_imp = bucket[sc.imp_desc]  # per impostor rank (most similar first)
     b_gen = bucket[sc.gen_asc]  # in genuine-score order, least similar first
     del bucket
+    n_imp = np.cumsum(np.bincount(b_imp, minlength=n_frac + 1)[:0:-1])[::-1]  # remaining per fraction
+    n_gen = np.cumsum(np.bincount(b_gen, minlength=n_frac + 1)[:0:-1])[::-1]
+    c, thr = suffix_thresholds(sc, b_imp, n_imp, fmrs)
+    del b_imp
 
     n_t = len(fmrs)
     # Where no genuine pair is left nothing can be falsely rejected, and where no impostor is left there
@@ -144,8 +135,7 @@ def erc_recomputed(
     q = check_quality(pair_quality, sc.n)
     fr = check_fractions(fractions)
     fmrs = check_fmrs(fmr)
-    ks = reject_counts(fr, sc.n)
-    res = erc_arrays(sc, quality_order(q, ks), ks, fr, fmrs)
+    res = erc_arrays(sc, quality_buckets(q, reject_counts(fr, sc.n)), fr, fmrs)
     return erc_curve(res, 0, float(fmrs[0]), fr, sc)
 
 
@@ -201,8 +191,8 @@ def edc_arrays(
     ``max_points`` steps: ``at`` = a ``max_points`` grid on [0, 1]) only the steps below ``limit`` (for
     the area) and the steps in force at the ``at`` points are computed: same area, same values there.
 
-    Cost: one sort of the genuine qualities; per threshold, the false non-matches (usually a small
-    share) are sorted by quality and counted below each computed step's level.
+    Cost: one sort of the genuine qualities; the false non-matches of the loosest threshold (usually
+    a small share) are binned by the step that discards them, once for all thresholds.
     """
     qg = np.sort(q[sc.gen_idx])  # genuine qualities, ascending
     ng = len(qg)
@@ -222,19 +212,52 @@ def edc_arrays(
     x = np.append(x, 1.0)
     remaining = ng - d
     fnm = np.searchsorted(sc.gen_sorted, thr, side="right")  # false non-matches per threshold
-    fnmr = np.empty((len(thr), len(x)))
-    for t in range(len(thr)):
-        fq = np.sort(q[sc.gen_asc[: fnm[t]]])  # qualities of the false non-matches
-        if at is None:
-            # a false non-match with quality v is gone from step #(levels <= v) on: count per step
-            j = np.searchsorted(levels, fq, side="right")
-            gone = np.cumsum(np.bincount(j, minlength=len(levels) + 1)[: len(levels)])
-        else:
-            gone = np.searchsorted(fq, levels, side="left")  # those with quality below each level
-        fnmr[t, :-1] = (fnm[t] - gone) / remaining
-        fnmr[t, -1] = 0.0
-    auc = np.array([stepwise_area(x, fnmr[t], limit, normalised) for t in range(len(thr))])
+    fnmr = np.zeros((len(thr), len(x)))
+    fnmr[:, :-1] = (fnm[:, None] - discarded_errors(sc, q, fnm, levels)) / remaining
+    auc = stepwise_areas(x, fnmr, limit, normalised)
     return EdcArrays(x, fnmr, auc, thr, accepted, x if at is None else np.asarray(at, dtype=np.float64))
+
+
+def discarded_errors(sc: Scores, q: np.ndarray, fnm: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """targets x steps: false non-matches with quality below ``levels[k]`` (discarded by step k).
+
+    Target t's false non-matches are the ``fnm[t]`` least similar genuine pairs, so the sets are
+    nested: the loosest target's set is sorted by quality once (searchsorted with sorted keys is
+    several times faster than with random ones), each member is binned by (how many targets' sets it
+    misses, first step that discards it), and cumulative sums give every target's counts.
+    """
+    n_t, n_k = len(fnm), len(levels)
+    top = int(fnm.max()) if n_t else 0
+    if top == 0:
+        return np.zeros((n_t, n_k), dtype=np.int64)
+    cand = q[sc.gen_asc[:top]]
+    o = np.argsort(cand)
+    step = np.searchsorted(levels, cand[o], side="right")  # gone from this step on
+    by_size = np.argsort(fnm, kind="stable")
+    missed = np.zeros(top, dtype=np.int64)  # member of the sets by_size[missed:]
+    for size in fnm[by_size]:
+        missed += o >= size
+    counts = np.bincount(missed * (n_k + 1) + step, minlength=(n_t + 1) * (n_k + 1)).reshape(n_t + 1, n_k + 1)
+    gone = np.cumsum(counts[:n_t, :n_k], axis=1)
+    for u in range(1, n_t):  # a row-by-row sum: NumPy's cumsum down axis 0 is strided and slower
+        gone[u] += gone[u - 1]
+    out = np.empty_like(gone)
+    out[by_size] = gone
+    return out
+
+
+def stepwise_areas(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool = False) -> np.ndarray:
+    """``stepwise_area`` of every row of ``e`` (same bits: each row is summed left to right)."""
+    if limit <= 0:
+        area = np.zeros(len(e))
+    else:
+        k = min(int(np.searchsorted(x, limit, side="left")), len(x) - 1)  # steps starting below limit
+        widths = np.minimum(x[1 : k + 1], limit) - x[:k]
+        area = np.cumsum(e[:, :k] * widths, axis=1)[:, -1] if k else np.zeros(len(e))
+    if normalised:
+        e0 = e[:, 0]
+        area = area - (e0 * e0 / 2 - np.maximum(0.0, e0 - limit) ** 2 / 2)
+    return area
 
 
 def stepwise_area(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool = False) -> float:
@@ -243,16 +266,7 @@ def stepwise_area(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool =
     Summed left to right (cumsum) so that it equals the plain loop bit for bit. ``normalised``
     subtracts the area of the ideal curve max(0, e0 - x) over [0, limit].
     """
-    if limit <= 0:
-        area = 0.0
-    else:
-        k = min(int(np.searchsorted(x, limit, side="left")), len(x) - 1)  # steps starting below limit
-        widths = np.minimum(x[1 : k + 1], limit) - x[:k]
-        area = float(np.cumsum(e[:k] * widths)[-1]) if k else 0.0
-    if normalised:
-        e0 = float(e[0])
-        area -= e0 * e0 / 2 - max(0.0, e0 - limit) ** 2 / 2
-    return area
+    return float(stepwise_areas(x, np.asarray(e)[None, :], limit, normalised)[0])
 
 
 def starting_error_threshold(sc: Scores, starting_error: float) -> float:

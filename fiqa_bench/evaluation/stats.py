@@ -26,7 +26,7 @@ from ._core import (
     check_pairs,
     check_quality,
     nearest_fmr_thresholds,
-    quality_order,
+    quality_buckets,
     reject_counts,
 )
 from .protocols import EdcArrays, ErcArrays, edc_arrays, erc_arrays
@@ -64,10 +64,7 @@ def method_arrays(
     edc_max_points: int | None = None,
 ) -> tuple[ErcArrays, EdcArrays]:
     """ERC and EDC of one quality method on one score set (all FMR targets at once, one sort)."""
-    ks = reject_counts(setup.fractions, sc.n)
-    order = quality_order(q, ks)
-    erc = erc_arrays(sc, order, ks, setup.fractions, setup.fmrs)
-    del order
+    erc = erc_arrays(sc, quality_buckets(q, reject_counts(setup.fractions, sc.n)), setup.fractions, setup.fmrs)
     c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
     edc = edc_arrays(sc, q, thr, c, setup.discard_limit, setup.normalised, at=edc_at, max_points=edc_max_points)
     return erc, edc
