@@ -358,13 +358,17 @@ def write_results(rows: list[dict[str, object]], quick: bool) -> Path:
             "Targets: " + targets_text(rows),
             "",
             "Reading it: at a few thousand pairs both versions take milliseconds and the fast one is mostly fixed "
-            "per-call overhead (a few hundred small NumPy calls per method), so the ratio is small; from 60k pairs "
-            "on the work per pair dominates. Per method the fast version does one quality sort, one pass over "
-            "the pairs per reject fraction layer and one sort of the genuine qualities; memory stays proportional "
-            "to the pairs (no pairs x fractions matrices). At 20M pairs the time per pair grows (the argsort "
-            "and random-access gathers leave the CPU caches). The straightforward version was not run at 20M "
-            "(about 20 x 3 sorts of 10M impostor scores per method).",
-            "",
+            "per-call overhead (about a hundred small NumPy calls per method), so the ratio is small; from 60k pairs "
+            "on the work per pair dominates. Per method the fast version does no argsort of the qualities: one value "
+            "sort gives the quality at each reject cut and one comparison per cut gives each pair's layer (tied "
+            "qualities that a cut splits go by pair index, as in the stable order of the protocol). The ERC "
+            "thresholds of all fractions come from short per-layer lists of the best-ranked impostors, merged from the "
+            "last fraction to the first, with every FMR target answered by one vectorised search. The EDC sorts the "
+            "genuine qualities once and bins the false non-matches once for all targets. Curve points are returned as "
+            "column blocks, not one Python dict per point. Memory stays proportional to the pairs (no pairs x fractions "
+            "matrices). At 20M pairs the time per pair grows (the sorts and random-access gathers leave the CPU "
+            "caches). The straightforward version was not run at 20M (about 20 x 3 sorts of 10M impostor scores per "
+            "method).",
             "",  # a blank line before the next section
         ]
     )
