@@ -101,7 +101,8 @@ def make_results_folder(
             qualities = {key[3:]: v for key, v in arrays.items() if key.startswith("q__")}
             sim, gen = arrays["similarity"], arrays["genuine"]
             if evaluate is not None:
-                rows, curves = evaluate(sim, gen, qualities, list(fmrs), folds=arrays["fold"], bootstrap=bootstrap, seed=seed)
+                rows, points = evaluate(sim, gen, qualities, list(fmrs), folds=arrays["fold"], bootstrap=bootstrap, seed=seed)
+                frame = points.to_frame()
             else:
                 rows, curves = _fallback_evaluate(sim, gen, qualities, list(fmrs))
                 if bootstrap:  # stand-in intervals so CI rendering can be exercised without the engine
@@ -109,9 +110,9 @@ def make_results_folder(
                         r.update(ci_low=r["auc"] * 0.9, ci_high=r["auc"] * 1.1)
                     for c in curves:
                         c.update(fnmr_lo=max(0.0, c["fnmr"] - 0.01), fnmr_hi=c["fnmr"] + 0.01)
+                frame = pd.DataFrame(curves)
             for r in rows:
                 r.update(dataset=ds, fr_model=fr, reference_line=r["method"] in ("random", "oracle"))
-            frame = curves.to_frame() if hasattr(curves, "to_frame") else pd.DataFrame(curves)
             all_rows += rows
             all_curves.append(frame.assign(dataset=ds, fr_model=fr))
             np.savez_compressed(out / "pairs" / pairs_file_name(ds, fr), dataset=np.array(ds), fr_model=np.array(fr), **arrays)

@@ -10,6 +10,7 @@ not accepted (similarity <= threshold) is a false non-match.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,32 +153,48 @@ class Scores:
         return cls(sim, gen, imp[o], neg[o], gidx[og], gs[og], gidx)
 
 
-def nearest_fmr_thresholds(neg: np.ndarray, n_rem: int, fmrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per FMR target: (c, threshold) with c the number of remaining impostors accepted.
-
-    ``neg``: the remaining impostors' negated scores, ascending (most similar first), either all of
-    them or at least every one scoring >= the one that decides the answer (see ``layered_thresholds``);
-    ``n_rem``: how many impostors remain in all.
+def nearest_counts(
+    x: np.ndarray,
+    n_rem: np.ndarray | int,
+    value_at: Callable[[np.ndarray], np.ndarray],
+    count_below: Callable[[np.ndarray], np.ndarray],
+    count_through: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The protocol's threshold rule as counts: per wanted (fractional) number ``x`` of accepted
+    impostors out of ``n_rem``, the achievable count c nearest x. Returns (c, c_hi, has_hi).
 
     Candidate thresholds are the remaining impostor scores. Threshold v accepts the impostors strictly
     above v, so with tied impostor scores only the FMRs #(score > v) / n at the start of each tie
     block are achievable (e.g. scores 0.9, 0.5, 0.5, 0.1 allow FMR 0, 1/4 and 3/4, never 2/4). The
     chosen threshold is the candidate whose FMR is nearest the target; an exact tie in distance goes to
     the lower FMR (the stricter, higher threshold). FMR 0 (threshold = the top impostor score) is always
-    a candidate. Returns c = -1 where ``neg`` is too short to decide (the caller widens it).
+    a candidate; the threshold is then the score of the c-th remaining impostor (0-based, most similar first).
+
+    ``value_at(j)``: negated score of the j-th remaining impostor; ``count_below(v)`` / ``count_through(v)``:
+    remaining impostors with negated score < v / <= v. ``c_hi``, ``has_hi``: the candidate above x, for
+    callers that must check it was counted exactly.
     """
-    x = fmrs * n_rem  # wanted number of accepted impostors (fractional)
     j0 = np.minimum(np.floor(x).astype(np.int64), n_rem - 1)
     j1 = np.ceil(x).astype(np.int64)
     has_hi = j1 <= n_rem - 1
     j1c = np.minimum(j1, n_rem - 1)
-    c_lo = np.searchsorted(neg, neg[j0], side="left")  # largest achievable count <= x
-    starts = np.searchsorted(neg, neg[j1c], side="left")
-    c_hi = np.where(starts == j1c, j1c, np.searchsorted(neg, neg[j1c], side="right"))  # smallest >= x
+    c_lo = count_below(value_at(j0))  # largest achievable count <= x
+    v1 = value_at(j1c)
+    c_hi = np.where(count_below(v1) == j1c, j1c, count_through(v1))  # smallest achievable count >= x
     use_hi = has_hi & (c_hi <= n_rem - 1) & ((c_hi - x) < (x - c_lo))
-    c = np.where(use_hi, c_hi, c_lo).astype(np.int64)
-    if np.any(c >= len(neg)):
-        return np.full(len(fmrs), -1, dtype=np.int64), np.zeros(len(fmrs), dtype=neg.dtype)
+    return np.where(use_hi, c_hi, c_lo).astype(np.int64), c_hi, has_hi
+
+
+def nearest_fmr_thresholds(neg: np.ndarray, fmrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per FMR target: (c, threshold) on the impostors whose negated scores ``neg`` are given ascending
+    (most similar first); c = impostors accepted. The rule: ``nearest_counts``."""
+    c, _, _ = nearest_counts(
+        fmrs * len(neg),
+        len(neg),
+        lambda j: neg[j],
+        lambda v: np.searchsorted(neg, v, side="left"),
+        lambda v: np.searchsorted(neg, v, side="right"),
+    )
     return c, -neg[c]
 
 
@@ -186,7 +203,7 @@ ROW_BLOCK_ELEMENTS = 1 << 22  # fraction rows x m kept ranks answered at once (3
 
 def suffix_thresholds(sc: Scores, bucket: np.ndarray, n_imp: np.ndarray, fmrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ERC thresholds for every reject fraction: (c, thr), each fractions x targets (c = -1, thr NaN
-    where no impostor remains). Same rule as ``nearest_fmr_thresholds`` on the remaining impostors.
+    where no impostor remains). Same rule (``nearest_counts``) on the remaining impostors.
 
     ``bucket[r]``: the ``quality_buckets`` value of the impostor of rank r (rank = position in
     ``sc.imp_desc``, most similar first): fraction i keeps the impostors with bucket > i, i.e. the layers
@@ -238,7 +255,7 @@ def suffix_thresholds(sc: Scores, bucket: np.ndarray, n_imp: np.ndarray, fmrs: n
 def _thresholds_from_tops(
     sc: Scores, tops: list[np.ndarray], rows: np.ndarray, n_rem: np.ndarray, x: np.ndarray, m: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``nearest_fmr_thresholds`` for a block of fractions (``tops[k]``: the m best kept ranks of
+    """``nearest_counts`` for a block of fractions (``tops[k]``: the m best kept ranks of
     fraction first_row + k, ascending), or None when a count reached m where the list may be cut short."""
     lists = np.full((len(tops), m), sc.n_imp, dtype=np.int64)  # padded with a rank past every impostor
     for k, t in enumerate(tops):
@@ -248,24 +265,20 @@ def _thresholds_from_tops(
     offset = (np.arange(len(rows)) * width)[:, None]
     flat = (lists + offset).ravel()  # rows ascending and < width apart: one sorted array
     at = np.arange(len(rows))[:, None]
-    n_rem = n_rem[:, None]
 
     def kept_above(r: np.ndarray) -> np.ndarray:  # kept impostors ranked before rank r (exact below m)
         return np.searchsorted(flat, r + offset, side="left") - at * m
 
     neg = sc.imp_neg
-    j0 = np.minimum(np.floor(x).astype(np.int64), n_rem - 1)
-    j1 = np.ceil(x).astype(np.int64)
-    has_hi = j1 <= n_rem - 1
-    j1c = np.minimum(j1, n_rem - 1)
-    c_lo = kept_above(np.searchsorted(neg, neg[lists[at, j0]], side="left"))  # largest achievable count <= x
-    v1 = neg[lists[at, j1c]]
-    starts = kept_above(np.searchsorted(neg, v1, side="left"))
-    c_hi = np.where(starts == j1c, j1c, kept_above(np.searchsorted(neg, v1, side="right")))  # smallest >= x
-    if np.any(has_hi & (c_hi >= m) & (n_rem > m)):
+    c, c_hi, has_hi = nearest_counts(
+        x,
+        n_rem[:, None],
+        lambda j: neg[lists[at, j]],
+        lambda v: kept_above(np.searchsorted(neg, v, side="left")),
+        lambda v: kept_above(np.searchsorted(neg, v, side="right")),
+    )
+    if np.any(has_hi & (c_hi >= m) & (n_rem[:, None] > m)):
         return None
-    use_hi = has_hi & (c_hi <= n_rem - 1) & ((c_hi - x) < (x - c_lo))
-    c = np.where(use_hi, c_hi, c_lo)
     return c, -neg[lists[at, c]]
 
 

@@ -104,7 +104,7 @@ def evaluate(
     if bootstrap < 0:
         raise EvaluationError(f"bootstrap must be >= 0, got {bootstrap}")
     sc = Scores.build(sim, gen, checked=True)
-    edc_thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
+    edc_thr = nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
     names = list(qualities)
     rows: list[dict[str, Any]] = []
     points = CurvePoints()

@@ -7,7 +7,7 @@ tied qualities can be split by the cut. EDC never splits a tie: tied qualities a
 
 Decision rule (both protocols): accepted = similarity strictly greater than the threshold; a genuine
 pair with similarity <= threshold is a false non-match. Threshold choice: see
-``_core.nearest_fmr_thresholds`` (candidates are impostor scores; nearest FMR wins; exact distance ties
+``_core.nearest_counts`` (candidates are impostor scores; nearest FMR wins; exact distance ties
 go to the lower FMR).
 """
 
@@ -318,7 +318,7 @@ def edc_fixed(
         raise EvaluationError(f"discard_limit must lie in [0, 1], got {discard_limit}")
     if starting_error is None:
         fmrs = check_fmrs(fmr)
-        c, thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, fmrs)
+        c, thr = nearest_fmr_thresholds(sc.imp_neg, fmrs)
         fmr_value = float(fmrs[0])
     else:
         v = sc.sim.dtype.type(starting_error_threshold(sc, float(starting_error)))

@@ -65,7 +65,7 @@ def method_arrays(
 ) -> tuple[ErcArrays, EdcArrays]:
     """ERC and EDC of one quality method on one score set (all FMR targets at once, one sort)."""
     erc = erc_arrays(sc, quality_buckets(q, reject_counts(setup.fractions, sc.n)), setup.fractions, setup.fmrs)
-    c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
+    c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
     edc = edc_arrays(sc, q, thr, c, setup.discard_limit, setup.normalised, at=edc_at, max_points=edc_max_points)
     return erc, edc
 
@@ -131,7 +131,7 @@ def run_bootstrap(
     it = resamples(genuine, folds, n, seed)
     for b, idx in enumerate(tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)):
         sc = Scores.build(similarity[idx], genuine[idx], checked=True)
-        edc_thr = nearest_fmr_thresholds(sc.imp_neg, sc.n_imp, setup.fmrs)
+        edc_thr = nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
         for j, q in enumerate(qualities):
             erc, edc = method_arrays(sc, q[idx], setup, edc_thr, edc_at=edc_at[j] if edc_at is not None else np.zeros(1))
             erc_auc[b, j] = erc.auc
