@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from fiqa_bench.errors import DataFormatError, FiqaError
 from fiqa_bench.faces import decode_rgb
+from fiqa_bench.registry import Option
 from fiqa_bench.types import ALIGNED_SIZE, FaceSet, LoadedDataset, Pairs, Skipped
 
 log = logging.getLogger("fiqa_bench.datasets")
@@ -60,10 +61,36 @@ def parse_aligned(value: Any, where: str) -> bool | str:
     raise FiqaError(f"{where}: option aligned={value!r} is not true, false or auto.")
 
 
-def check_options(name: str, options: dict[str, Any], known: Sequence[str]) -> None:
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise FiqaError(f"{name}: unknown option(s) {', '.join(unknown)}. Known options: {', '.join(sorted(known))}.")
+def _workers(value: Any) -> int:
+    n = int(value)
+    if n < 0:
+        raise ValueError("needs an integer >= 0")
+    return n
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+# Options shared by the dataset cards (declared on each card; fiqa_bench.registry.Option).
+WORKERS_OPTION = Option("workers", 2, "image-decoding threads at load time (speed only)", parse=_workers, fingerprint=False)
+DETECTOR_OPTION = Option("detector", "yunet", "face detector for on-the-fly alignment", choices=("yunet", "mtcnn"))
+NO_FACE_OPTION = Option(
+    "no_face", "mean_landmarks",
+    "photos without a face: mean_landmarks (warp with the set's mean landmarks) | drop (leave their pairs out)",
+    choices=("mean_landmarks", "drop"),
+)
+
+
+def aligned_option(default: bool | str) -> Option:
+    return Option(
+        "aligned", default, "true: images are 112x112 aligned faces | false: align on the fly | auto",
+        parse=lambda v: parse_aligned(v, "aligned"),
+    )
 
 
 def read_bytes(path: Path) -> bytes | None:

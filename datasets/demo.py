@@ -36,10 +36,19 @@ import numpy as np
 from fiqa_bench.methods import _degrade
 from tqdm.auto import tqdm
 
-from fiqa_bench.errors import FiqaError, MissingDataError, MissingDependencyError
+from fiqa_bench.errors import MissingDataError, MissingDependencyError
 from fiqa_bench.faces import ARCFACE_TEMPLATE, Detection, YuNetDetector, read_rgb, similarity_matrix
-from fiqa_bench.registry import Card, package_dir, register_dataset
-from fiqa_bench.types import Dataset, DatasetStatus, FaceSet, LoadedDataset, Pairs, Skipped, hash_strings
+from fiqa_bench.registry import Card, Option, package_dir, register_dataset
+from fiqa_bench.types import (
+    BuildContext,
+    Dataset,
+    DatasetStatus,
+    FaceSet,
+    LoadedDataset,
+    Pairs,
+    Skipped,
+    hash_strings,
+)
 
 # Bump whenever the variants, pairs or folds this module generates change.
 GENERATOR_VERSION = "demo-v1"
@@ -166,7 +175,10 @@ DEMO_CARD = Card(
     normalisation="YuNet landmarks -> ArcFace 112x112 template; degradations applied on a 224x224 aligned context canvas",
     python_packages=("matplotlib", "skimage", "insightface"),
     install_hint=PIP_HINT,
-    default_options={"impostors": "all", "folds": 3},
+    options=(
+        Option("impostors", "all", "all impostor pairs, or balanced (as many as genuine ones, by id hash)", choices=("all", "balanced")),
+        Option("folds", 3, "folds (1..10) the pairs are dealt into", choices=tuple(range(1, 11))),
+    ),
     notes=(
         DEMO_NOTE + " Variants per person: " + ", ".join(v for v, _ in VARIANTS) + ". Pairs: every pair of "
         "variants of one person (genuine) and every pair of images of two different people (impostor; "
@@ -243,13 +255,6 @@ class DemoDataset(Dataset):
 
     def __init__(self, root: str | Path | None = None, **options: Any) -> None:
         super().__init__(root, **options)
-        opts = {**DEMO_CARD.default_options, **options}
-        if opts["impostors"] not in ("balanced", "all"):
-            raise FiqaError(f"demo: option impostors={opts['impostors']!r} is not 'balanced' or 'all'.")
-        folds = opts["folds"]
-        if not isinstance(folds, int) or isinstance(folds, bool) or not 1 <= folds <= 10:
-            raise FiqaError(f"demo: option folds={folds!r} must be an integer from 1 to 10.")
-        self.options = opts
 
     def status(self) -> DatasetStatus:
         paths, missing = _source_paths()
@@ -397,12 +402,6 @@ class DemoDataset(Dataset):
 
 
 @register_dataset(DEMO_CARD)
-def demo(card: Card, root: str | Path | None = None, *, cache_dir: Any = None, **options: Any) -> DemoDataset:
-    # cache_dir is accepted because the pipeline offers it to every dataset; the demo is rebuilt in
-    # about a second, so it keeps nothing on disk.
-    unknown = sorted(set(options) - set(card.default_options))
-    if unknown:
-        raise FiqaError(
-            f"demo: unknown option(s) {', '.join(unknown)}. Known options: {', '.join(sorted(card.default_options))}."
-        )
-    return DemoDataset(root, **options)
+def demo(ctx: BuildContext) -> DemoDataset:
+    # The demo is rebuilt in about a second, so it keeps nothing in ctx.cache_dir.
+    return DemoDataset(ctx.root, **ctx.options)

@@ -31,7 +31,16 @@ import numpy as np
 from fiqa_bench.errors import DataFormatError, MissingDataError
 from fiqa_bench.faces import read_rgb, warp_to_template
 from fiqa_bench.registry import Card, register_dataset
-from fiqa_bench.types import Dataset, DatasetStatus, FaceSet, LoadedDataset, Pairs, Skipped, Templates
+from fiqa_bench.types import (
+    BuildContext,
+    Dataset,
+    DatasetStatus,
+    FaceSet,
+    LoadedDataset,
+    Pairs,
+    Skipped,
+    Templates,
+)
 
 ALIGNER_VERSION = "ijb-5pts/arcface-template/v1"
 TID_MID = "ijbc_face_tid_mid.txt"
@@ -358,5 +367,5 @@ class IJBC(Dataset):
 
 
 @register_dataset(IJBC_CARD)
-def ijbc(card: Card, root: str | Path | None = None, **options: Any) -> IJBC:
-    return IJBC(root, **options)
+def ijbc(ctx: BuildContext) -> IJBC:
+    return IJBC(ctx.root, **ctx.options)

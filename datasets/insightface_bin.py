@@ -50,16 +50,18 @@ from typing import Any
 
 import numpy as np
 
-from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
-from fiqa_bench.registry import Card, register_dataset
-from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
+from fiqa_bench.errors import DataFormatError, MissingDataError
+from fiqa_bench.registry import Card, Option, register_dataset
+from fiqa_bench.types import BuildContext, Dataset, DatasetStatus, LoadedDataset, Skipped
 
 from ._common import (
     N_FOLDS,
     SKIP_HINT,
+    WORKERS_OPTION,
     ImageTable,
+    _optional_int,
+    _optional_str,
     assemble,
-    check_options,
     digest,
     equal_folds,
     prepare_faces,
@@ -69,7 +71,6 @@ log = logging.getLogger("fiqa_bench.datasets")
 
 # Pair counts of the published files.
 PUBLISHED_PAIRS = {"lfw": 6000, "agedb_30": 6000, "cfp_fp": 7000, "calfw": 6000, "cplfw": 6000}
-OPTIONS = ("path", "expected_pairs", "workers", "cache_dir")
 
 
 # -- restricted unpickling ------------------------------------------------------------------------
@@ -334,9 +335,8 @@ class InsightfaceBin(Dataset):
     """One of the insightface verification sets, found under the data root by :func:`find_bin`."""
 
     def __init__(self, card: Card, root: str | Path | None = None, **options: Any) -> None:
-        check_options(card.name, options, OPTIONS)
-        super().__init__(root, **options)
         self.card = card
+        super().__init__(root, **card.resolve_options(options))
 
     def path(self) -> Path | None:
         explicit = self.options.get("path")
@@ -361,12 +361,7 @@ class InsightfaceBin(Dataset):
                 self.card.name, p or self.root / f"{self.card.name}.bin",
                 self._expected_where() + "; set the data root with --data-root or FIQA_BENCH_DATA.",
             )
-        try:
-            workers = int(self.options.get("workers", 2))
-            expected = self.options.get("expected_pairs")
-            expected = None if expected is None else int(expected)
-        except (TypeError, ValueError):
-            raise FiqaError(f"{self.card.name}: options workers and expected_pairs must be integers.") from None
+        workers, expected = self.options["workers"], self.options["expected_pairs"]
         return load_insightface_bin(p, self.card.name, skip_bad=skip_bad, progress=progress, expected_pairs=expected, workers=workers)
 
 
@@ -378,7 +373,11 @@ def _card(name: str, summary: str, paper: str, licence: str, pairs: int) -> Card
         paper=paper,
         licence=licence,
         normalisation="aligned 112x112 faces (insightface .bin, JPEG/PNG bytes), decoded to RGB",
-        default_options={"aligned": True, "expected_pairs": pairs, "workers": 2},
+        options=(
+            Option("path", None, "the .bin file (default: searched under the data root)", parse=_optional_str),
+            Option("expected_pairs", pairs, "pairs the file must hold (0: no check)", parse=_optional_int),
+            WORKERS_OPTION,
+        ),
         notes=(
             f"insightface {name}.bin ({pairs} pairs, half genuine, 10 folds in file order), aligned. Sub-paths "
             f"under the data root, first found wins: {name}.bin, {name}/{name}.bin, <folder>/{name}.bin (e.g. "
@@ -411,20 +410,20 @@ CPLFW_CARD = _card(
 
 
 @register_dataset(AGEDB_CARD)
-def agedb_30(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def agedb_30(ctx: BuildContext) -> InsightfaceBin:
+    return InsightfaceBin(ctx.card, ctx.root, **ctx.options)
 
 
 @register_dataset(CFP_FP_CARD)
-def cfp_fp(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def cfp_fp(ctx: BuildContext) -> InsightfaceBin:
+    return InsightfaceBin(ctx.card, ctx.root, **ctx.options)
 
 
 @register_dataset(CALFW_CARD)
-def calfw(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def calfw(ctx: BuildContext) -> InsightfaceBin:
+    return InsightfaceBin(ctx.card, ctx.root, **ctx.options)
 
 
 @register_dataset(CPLFW_CARD)
-def cplfw(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def cplfw(ctx: BuildContext) -> InsightfaceBin:
+    return InsightfaceBin(ctx.card, ctx.root, **ctx.options)

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fiqa_bench.datasets._common import NO_FACE_OPTION, WORKERS_OPTION
 from tqdm.auto import tqdm
 
 from fiqa_bench.cache import atomic_save_npz, default_cache_dir
 from fiqa_bench.errors import DataFormatError, MissingDataError
 from fiqa_bench.faces import YuNetDetector, pick_face, read_rgb, warp_to_template
 from fiqa_bench.registry import Card, register_dataset
-from fiqa_bench.types import Dataset, DatasetStatus, FaceSet, LoadedDataset, Pairs, Skipped
+from fiqa_bench.types import BuildContext, Dataset, DatasetStatus, FaceSet, LoadedDataset, Pairs, Skipped
 
 ALIGNER_VERSION = "yunet-2023mar/arcface-template/v1"
 
@@ -31,7 +32,7 @@ LFW_CARD = Card(
     paper="Huang et al., Labeled Faces in the Wild, UMass Amherst TR 07-49, 2007",
     licence="research benchmark without a formal licence (public figures, news photographs)",
     normalisation="unaligned photos aligned on the fly to the ArcFace 112x112 template (YuNet landmarks)",
-    default_options={"no_face": "mean_landmarks", "workers": 2},
+    options=(NO_FACE_OPTION, WORKERS_OPTION),
     notes=(
         "Sub-paths under the data root: lfw/images/<name>/<name>_NNNN.jpg + lfw/pairs.txt (folder form, "
         "unaligned), or lfw.bin / lfw/lfw.bin (insightface, aligned). Option no_face: 'mean_landmarks' "
@@ -209,7 +210,7 @@ class LFWFolder(Dataset):
     def _aligned(self, paths: list[Path], fingerprint: str, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Aligned crops of every image (cached on disk per fingerprint): crops, det_score, landmarks, failed
         (0 = ok, 1 = no face, 2 = undecodable)."""
-        cache_root = Path(self.options.get("cache_dir") or default_cache_dir())
+        cache_root = Path(self.cache_dir or default_cache_dir())
         cache_file = cache_root / "v1" / "aligned" / f"lfw-{fingerprint}.npz"
         if cache_file.is_file():
             try:
@@ -254,5 +255,5 @@ class LFWFolder(Dataset):
 
 
 @register_dataset(LFW_CARD)
-def lfw(card: Card, root: str | Path | None = None, **options: Any) -> LFWFolder:
-    return LFWFolder(root, **options)
+def lfw(ctx: BuildContext) -> LFWFolder:
+    return LFWFolder(ctx.root, **ctx.options)

@@ -33,20 +33,27 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
-from fiqa_bench.registry import Card, register_dataset
-from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
+from fiqa_bench.registry import Card, Option, register_dataset
+from fiqa_bench.types import BuildContext, Dataset, DatasetStatus, LoadedDataset, Skipped
 
-from ._common import SKIP_HINT, ImageTable, assemble, check_options, parse_aligned, prepare_faces, read_bytes
+from ._common import (
+    DETECTOR_OPTION,
+    NO_FACE_OPTION,
+    SKIP_HINT,
+    WORKERS_OPTION,
+    ImageTable,
+    _optional_str,
+    aligned_option,
+    assemble,
+    prepare_faces,
+    read_bytes,
+)
 
 GENUINE = ("1", "true", "yes", "y", "t", "same", "genuine", "mated", "match", "positive")
 IMPOSTOR = ("0", "-1", "false", "no", "n", "f", "different", "diff", "impostor", "non-mated", "nonmated",
             "non-match", "nonmatch", "mismatch", "negative")
 DEFAULT_FILES = ("pairs.csv", "pairs.tsv")
 DELIMITERS = (",", "\t", ";", "|")
-OPTIONS = (
-    "argument", "pairs_file", "images", "column_a", "column_b", "column_label", "column_fold", "delimiter",
-    "genuine_values", "impostor_values", "aligned", "detector", "no_face", "workers", "cache_dir",
-)
 
 PAIRS_CARD = Card(
     name="pairs",
@@ -54,10 +61,21 @@ PAIRS_CARD = Card(
     summary="your own pairs: a folder of face images + a CSV/TSV of image_a, image_b, genuine",
     normalisation="aligned=auto: 112x112 images used as aligned, others aligned on the fly (YuNet or MTCNN)",
     takes_argument=True,
-    default_options={
-        "aligned": "auto", "column_a": "image_a", "column_b": "image_b", "column_label": "genuine",
-        "column_fold": "fold", "detector": "yunet", "no_face": "mean_landmarks", "workers": 2,
-    },
+    options=(
+        Option("pairs_file", None, "the pairs file, relative to the root (default pairs.csv / pairs.tsv)", parse=_optional_str),
+        Option("images", None, "folder of the images, relative to the pairs file's folder (default: that folder)", parse=_optional_str),
+        Option("column_a", None, "header of the first image column (default image_a; else columns by position)", parse=_optional_str),
+        Option("column_b", None, "header of the second image column (default image_b)", parse=_optional_str),
+        Option("column_label", "genuine", "header of the genuine/impostor column"),
+        Option("column_fold", None, "header of the fold column (default: 'fold' when present)", parse=_optional_str),
+        Option("delimiter", None, "field separator (default: detected among , tab ; |)", parse=_optional_str),
+        Option("genuine_values", None, "label values meaning genuine (a list or comma string; default: 1, true, same, ...)"),
+        Option("impostor_values", None, "label values meaning impostor (a list or comma string; default: 0, false, diff, ...)"),
+        aligned_option("auto"),
+        DETECTOR_OPTION,
+        NO_FACE_OPTION,
+        WORKERS_OPTION,
+    ),
     notes=(
         "Use as pairs:/path/pairs.csv (images relative to the CSV's folder) or pairs with root=FOLDER and "
         "pairs_file=NAME (default pairs.csv / pairs.tsv in FOLDER). Options: images, column_a, column_b, "
@@ -101,23 +119,21 @@ def _split(text: str, delimiter: str | None, path: Path) -> tuple[list[tuple[int
 class PairsFile(Dataset):
     card = PAIRS_CARD
 
-    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
-        check_options("pairs", options, OPTIONS)
+    def __init__(self, root: str | Path | None = None, argument: str | None = None, **options: Any) -> None:
         super().__init__(root, **options)
-        argument = options.get("argument")
         if argument:
             self.csv = Path(argument).expanduser()
             base = self.csv.parent
         else:
             base = self.root
-            given = options.get("pairs_file")
+            given = self.options["pairs_file"]
             if given:
                 self.csv = Path(given).expanduser()
                 if not self.csv.is_absolute():
                     self.csv = self.root / self.csv
             else:
                 self.csv = next((self.root / f for f in DEFAULT_FILES if (self.root / f).is_file()), self.root / DEFAULT_FILES[0])
-        images = options.get("images")
+        images = self.options["images"]
         self.images = (base / Path(images).expanduser()) if images else base
 
     def status(self) -> DatasetStatus:
@@ -138,7 +154,7 @@ class PairsFile(Dataset):
             raise DataFormatError(path, f"cannot be read as text ({exc})", "save it as UTF-8 CSV/TSV") from None
         rows, delim = _split(text, self.options.get("delimiter"), path)
         o = self.options
-        col_a, col_b = str(o.get("column_a", "image_a")), str(o.get("column_b", "image_b"))
+        col_a, col_b = o["column_a"] or "image_a", o["column_b"] or "image_b"
         col_l, col_f = str(o.get("column_label", "genuine")), o.get("column_fold")
         head_line, head = rows[0]
         lowered = [h.lower() for h in head]
@@ -154,7 +170,7 @@ class PairsFile(Dataset):
             i_f = lowered.index(fold_name) if fold_name in lowered else None
             body = rows[1:]
         else:
-            if any(k in o for k in ("column_a", "column_b")):
+            if o["column_a"] is not None or o["column_b"] is not None:
                 raise DataFormatError(
                     path, f"first row {head!r} does not name the columns {col_a!r} and {col_b!r}", "fix the header or the column options", head_line
                 )
@@ -200,7 +216,7 @@ class PairsFile(Dataset):
             raise MissingDataError("pairs", self.csv, "Pass the pairs file: pairs:/path/pairs.csv, or root=FOLDER with pairs_file=NAME.")
         if not self.images.is_dir():
             raise MissingDataError("pairs", self.images, "Point images=DIR at the folder holding the images.")
-        aligned = parse_aligned(self.options.get("aligned", "auto"), "pairs")
+        aligned = self.options["aligned"]
         rows, skipped = self._rows(skip_bad)
         folds = _fold_index(self.csv, rows)
         table = ImageTable()
@@ -230,14 +246,11 @@ class PairsFile(Dataset):
             gen.append(g)
             fold.append(f)
             where.append(f"{self.csv}:{lineno}")
-        try:
-            workers = int(self.options.get("workers", 2))
-        except (TypeError, ValueError):
-            raise FiqaError("pairs: option workers must be an integer.") from None
+        workers = self.options["workers"]
         prepared = prepare_faces(
             "pairs", table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
             detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
-            cache_dir=self.options.get("cache_dir"),
+            cache_dir=self.cache_dir,
         )
         state = "aligned" if prepared.aligned else f"aligned on the fly with {prepared.info.get('detector')}"
         n_folds = len(set(folds)) if folds else 0
@@ -269,5 +282,5 @@ def _fold_index(path: Path, rows: list[tuple[int, str, str, bool, str | None]]) 
 
 
 @register_dataset(PAIRS_CARD)
-def pairs(card: Card, root: str | Path | None = None, **options: Any) -> PairsFile:
-    return PairsFile(root, **options)
+def pairs(ctx: BuildContext) -> PairsFile:
+    return PairsFile(ctx.root, ctx.argument, **ctx.options)

@@ -21,20 +21,22 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
 from fiqa_bench.registry import Card, register_dataset
-from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
+from fiqa_bench.types import BuildContext, Dataset, DatasetStatus, LoadedDataset, Skipped
 
 from ._common import (
+    DETECTOR_OPTION,
     N_FOLDS,
+    NO_FACE_OPTION,
     SKIP_HINT,
+    WORKERS_OPTION,
     ImageTable,
+    aligned_option,
     assemble,
-    check_options,
     equal_folds,
     parse_aligned,
     prepare_faces,
@@ -43,7 +45,6 @@ from ._common import (
 
 IMAGES = "xqlfw_aligned_112"
 PAIRS = "xqlfw_pairs.txt"
-OPTIONS = ("aligned", "detector", "no_face", "workers", "cache_dir")
 _EXT = re.compile(r"\.(jpe?g|png)$", re.IGNORECASE)
 
 XQLFW_CARD = Card(
@@ -53,7 +54,7 @@ XQLFW_CARD = Card(
     paper="Knoche et al., Cross-Quality LFW: A Database for Analyzing Cross-Resolution Image Face Recognition in Unconstrained Environments, FG 2021",
     licence="research use (LFW-derived, MIT-licensed pair lists); see the XQLFW project page",
     normalisation="aligned 112x112 faces (published release), decoded to RGB",
-    default_options={"aligned": True, "detector": "yunet", "no_face": "mean_landmarks", "workers": 2},
+    options=(aligned_option(True), DETECTOR_OPTION, NO_FACE_OPTION, WORKERS_OPTION),
     notes=(
         "Sub-paths under the data root, first found wins: xqlfw/xqlfw_aligned_112/<Name>/<Name>_NNNN.jpg + "
         "xqlfw/xqlfw_pairs.txt, or xqlfw_aligned_112/ + xqlfw_pairs.txt directly in the root. Folds from a "
@@ -146,9 +147,6 @@ def parse_pairs(path: Path, skip_bad: bool = False) -> tuple[list[Row], str, lis
 class XQLFW(Dataset):
     card = XQLFW_CARD
 
-    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
-        check_options("xqlfw", options, OPTIONS)
-        super().__init__(root, **options)
 
     def folder(self) -> Path:
         for d in (self.root / "xqlfw", self.root):
@@ -207,7 +205,7 @@ class XQLFW(Dataset):
             workers = int(self.options.get("workers", 2))
         except (TypeError, ValueError):
             raise FiqaError("xqlfw: option workers must be an integer.") from None
-        cache_dir = self.options.get("cache_dir")
+        cache_dir = self.cache_dir
         prepared = prepare_faces(
             "xqlfw", table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
             detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
@@ -229,5 +227,5 @@ def _text_digest(path: Path) -> str:
 
 
 @register_dataset(XQLFW_CARD)
-def xqlfw(card: Card, root: str | Path | None = None, **options: Any) -> XQLFW:
-    return XQLFW(root, **options)
+def xqlfw(ctx: BuildContext) -> XQLFW:
+    return XQLFW(ctx.root, **ctx.options)

@@ -6,40 +6,28 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .device import resolve_device
-from .errors import FiqaError, UnsupportedCombinationError
-from .registry import DATASETS, FR_MODELS, METHODS, Card, Entry, require_packages
+from .build import build_dataset, build_fr_model, build_method, check_method_supports
+from .registry import DATASETS, FR_MODELS, METHODS, Card
 from .types import Dataset, FRModel, QualityMethod
 
 PathLike = str | os.PathLike[str]
 
-
-def _construct(entry: Entry, spec: str, registry_kind: str, **kwargs: Any) -> Any:
-    card = entry.card
-    require_packages(card)
-    _, argument = (METHODS if registry_kind == "method" else FR_MODELS if registry_kind == "fr_model" else DATASETS).split(spec)
-    if card.takes_argument:
-        if not argument:
-            raise FiqaError(f"{card.name} needs an argument: use it as '{card.name}:VALUE' ({card.summary}).")
-        kwargs["argument"] = argument
-    params = inspect.signature(entry.factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(k for k in kwargs if k not in params)
-        # The engine passes these to everyone; a factory that does not take them does not need them.
-        for k in [k for k in unknown if k in {"weights_dir", "device", "weights", "batch_size"}]:
-            if kwargs[k] is None or k in {"weights_dir", "device", "batch_size"}:
-                kwargs.pop(k)
-                unknown.remove(k)
-        if unknown:
-            known = sorted(k for k in params if k not in {"card", "argument"})
-            raise FiqaError(f"{card.name}: unknown option(s) {', '.join(unknown)}. Known options: {', '.join(known) or 'none'}.")
-    return entry.factory(card, **kwargs)
+__all__ = [
+    "check_method_supports",
+    "evaluate",
+    "get_dataset",
+    "get_fr_model",
+    "get_method",
+    "list_datasets",
+    "list_fr_models",
+    "list_methods",
+    "run",
+]
 
 
 def get_fr_model(
@@ -51,35 +39,13 @@ def get_fr_model(
     batch_size: int | None = None,
     **options: Any,
 ) -> FRModel:
-    """An FR model by registry name (or ``onnx:PATH``). ``.embed(images)`` -> N x D raw embeddings."""
-    entry = FR_MODELS.get(name)
-    model = _construct(
-        entry, name, "fr_model", weights=weights, weights_dir=weights_dir, device=resolve_device(device), **options
+    """An FR model by registry name (or ``onnx:PATH``). ``.embed(images)`` -> N x D raw embeddings.
+
+    ``options`` are the card's declared options (``fiqa-bench list models``); an unknown one or a bad
+    value raises FiqaError with "did you mean"."""
+    return build_fr_model(
+        name, options, weights=weights, weights_dir=weights_dir, device=device, batch_size=batch_size
     )
-    if batch_size:
-        model.batch_size = batch_size
-    return model
-
-
-def check_method_supports(method_card: Card, model: FRModel | None) -> None:
-    """One clear error for a method/FR-model combination that cannot work."""
-    need = method_card.needs_fr_model
-    if need == "none":
-        return
-    if model is None:
-        raise UnsupportedCombinationError(
-            f"{method_card.name} needs an FR model ({need}); pass fr_model=get_fr_model(...) or name one with --models."
-        )
-    mcard = model.card
-    if method_card.supported_fr_models and mcard.name not in method_card.supported_fr_models:
-        raise UnsupportedCombinationError(
-            f"{method_card.name} does not support FR model {mcard.name!r}; supported: "
-            f"{', '.join(method_card.supported_fr_models)}."
-        )
-    if need == "torch" and getattr(model, "torch_module", None) is None:
-        raise UnsupportedCombinationError(
-            f"{method_card.name} needs a differentiable torch FR model (sface_torch, or an iResNet card such as arcface_r100); {mcard.name!r} is not one."
-        )
 
 
 def get_method(
@@ -99,29 +65,17 @@ def get_method(
 
     Methods that need an FR model take it as ``fr_model`` (an instance or a registry name).
     """
-    entry = METHODS.get(name)
-    device = resolve_device(device)
     if isinstance(fr_model, str):
         fr_model = get_fr_model(fr_model, weights_dir=weights_dir, device=device)
-    check_method_supports(entry.card, fr_model)
-    if entry.card.needs_fr_model != "none":
-        options["fr_model"] = fr_model
-    method = _construct(entry, name, "method", weights=weights, weights_dir=weights_dir, device=device, **options)
-    if batch_size:
-        # An upper bound, never a raise: memory-heavy methods declare a smaller batch of their own
-        # (FaceQAN runs 10 noisy copies of each image through forward and backward passes).
-        method.batch_size = min(int(batch_size), int(getattr(method, "batch_size", batch_size)))
-    return method
+    return build_method(
+        name, options, fr_model=fr_model, weights=weights, weights_dir=weights_dir, device=device,
+        batch_size=batch_size,
+    )
 
 
-def get_dataset(name: str, root: PathLike | None = None, **options: Any) -> Dataset:
+def get_dataset(name: str, root: PathLike | None = None, *, cache_dir: PathLike | None = None, **options: Any) -> Dataset:
     """A dataset by registry name, located under the data root (``root``, $FIQA_BENCH_DATA or default)."""
-    entry = DATASETS.get(name)
-    require_packages(entry.card)
-    _, argument = DATASETS.split(name)
-    if entry.card.takes_argument and argument:
-        options["argument"] = argument
-    return entry.factory(entry.card, root=root, **options)
+    return build_dataset(name, options, root=root, cache_dir=cache_dir)
 
 
 def list_methods() -> list[Card]:
@@ -140,47 +94,17 @@ def run(
     methods: str | Sequence[str] | None = None,
     models: str | Sequence[str] | None = None,
     datasets: str | Sequence[str] | None = None,
-    *,
-    fmr: str | Sequence[float] | None = None,
-    out: PathLike | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
-    workers: int = 0,
-    data_root: PathLike | None = None,
-    weights_dir: PathLike | None = None,
-    weights: Mapping[str, PathLike] | None = None,
-    options: Mapping[str, Mapping[str, Any]] | None = None,
-    cache_dir: PathLike | None = None,
-    skip_bad: bool = False,
-    report: bool = True,
-    progress: bool = True,
-    seed: int = 0,
-    bootstrap: int = 0,
+    **params: Any,
 ) -> Any:
-    """Score, embed, evaluate and report. Returns the tidy results table (pandas DataFrame)."""
+    """Score, embed, evaluate and report. Returns the tidy results table (pandas DataFrame).
+
+    ``params`` are the run parameters of :class:`fiqa_bench.config.RunParams` (the same as the flags of
+    ``fiqa-bench run``: fmr, out, device, batch_size, workers, data_root, weights_dir, weights, options,
+    cache_dir, skip_bad, bootstrap, seed, report, progress); an unknown one raises FiqaError."""
+    from .config import RunParams
     from .pipeline import RunConfig, run_pipeline
 
-    config = RunConfig.from_user(
-        methods=methods,
-        models=models,
-        datasets=datasets,
-        fmr=fmr,
-        out=out,
-        device=device,
-        batch_size=batch_size,
-        workers=workers,
-        data_root=data_root,
-        weights_dir=weights_dir,
-        weights=weights,
-        options=options,
-        cache_dir=cache_dir,
-        skip_bad=skip_bad,
-        report=report,
-        progress=progress,
-        seed=seed,
-        bootstrap=bootstrap,
-    )
-    return run_pipeline(config)
+    return run_pipeline(RunConfig.from_params(RunParams.from_keywords(methods=methods, models=models, datasets=datasets, **params)))
 
 
 def evaluate(

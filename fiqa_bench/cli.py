@@ -23,63 +23,17 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--methods", help="comma list of quality methods, 'all', NAME:ARG or NAME@FR_MODEL (default: face_norm,sharpness,exposure,yunet_confidence)")
-    p.add_argument("--models", help="comma list of FR models or 'all' (default: sface)")
-    p.add_argument("--datasets", help="comma list of datasets or 'all' (default: demo)")
-    p.add_argument("--fmr", help="comma list of FMR targets (default: 1e-3,1e-4)")
-    p.add_argument("--out", help="results folder (default: ./fiqa-results)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64); methods with a smaller batch of their own keep it")
-    p.add_argument("--workers", type=int, default=0, help="image-decoding threads (default: 0 = in the main thread)")
-    p.add_argument("--data-root", help="folder holding the datasets (default: $FIQA_BENCH_DATA or ~/.fiqa-bench/data)")
-    p.add_argument("--weights-dir", help="folder holding weight files (default: $FIQA_BENCH_WEIGHTS or ~/.fiqa-bench/weights)")
-    p.add_argument("--weights", action="append", metavar="NAME=PATH", help="weights file for one method or model (repeatable)")
-    p.add_argument("--set", action="append", dest="set_options", metavar="NAME.OPTION=VALUE", help="option for a method or model, e.g. serfiq.T=20 (repeatable)")
-    p.add_argument("--cache-dir", help="cache folder (default: $FIQA_BENCH_CACHE or ~/.cache/fiqa-bench)")
-    p.add_argument("--skip-bad", action="store_true", help="skip bad images/pairs (counted and reported) instead of stopping")
-    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default: 0 = none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-report", action="store_true", help="write results only, no plots/tables")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .config import add_run_arguments
 
-
-def run_kwargs(args: argparse.Namespace) -> dict[str, object]:
-    """The keyword arguments of fiqa_bench.run / RunConfig.from_user from parsed run flags."""
-    from .specs import parse_set_options
-
-    return dict(
-        methods=args.methods,
-        models=args.models,
-        datasets=args.datasets,
-        fmr=args.fmr,
-        out=args.out,
-        device=args.device,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        data_root=args.data_root,
-        weights_dir=args.weights_dir,
-        weights=_weights_list(args.weights),
-        options=parse_set_options(args.set_options),
-        cache_dir=args.cache_dir,
-        skip_bad=args.skip_bad,
-        report=not args.no_report,
-        progress=not args.quiet,
-        seed=args.seed,
-        bootstrap=args.bootstrap,
-    )
+    add_run_arguments(p)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .api import run
+    from .config import RunParams
+    from .pipeline import RunConfig, run_pipeline
 
-    _print_table(run(**run_kwargs(args)))  # type: ignore[arg-type]
+    _print_table(run_pipeline(RunConfig.from_params(RunParams.from_args(args))))
     return 0
-
-
-def _weights_list(items: list[str] | None) -> dict[str, str] | None:
-    from .specs import parse_weights
-
-    return parse_weights(items) if items else None
 
 
 def _print_table(results: object) -> None:
@@ -107,7 +61,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(
         prog="fiqa-bench",
         description="Face Image Quality Assessment benchmark: ERC/EDC curves, AUC tables and reports.",
@@ -124,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, add_fn, main_fn, help_text) in EXTERNAL_COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=None, external=(name, module, main_fn))
+        if name != command:
+            continue  # imported only when this subcommand runs: `--version` and `--help` stay fast
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
@@ -133,8 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first token that is one), without parsing the rest."""
+    return next((a for a in argv if a in EXTERNAL_COMMANDS or a in ("run", "list")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command is None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -197,23 +196,18 @@ def _device_for_rank(device: str, env: DistEnv) -> str:
     return dev
 
 
-def _accepts(factory: Any, option: str) -> bool:
-    params = inspect.signature(factory).parameters
-    return option in params
-
-
 def _speed_options(config: Any, precision: str, channels_last: bool) -> list[str]:
-    """Pass precision/channels_last to the FR models whose factories take them; say which did."""
+    """Pass precision/channels_last to the FR models whose cards declare them; say which did."""
     from .registry import FR_MODELS
 
     applied = []
     for name in config.models:
-        factory = FR_MODELS.get(name).factory
+        declared = {o.name for o in FR_MODELS.card(name).options}
         opts = config.options.setdefault(name, {})
-        if precision != "fp32" and _accepts(factory, "precision"):
+        if precision != "fp32" and "precision" in declared:
             opts["precision"] = precision
             applied.append(f"{name}.precision={precision}")
-        if channels_last and _accepts(factory, "channels_last"):
+        if channels_last and "channels_last" in declared:
             opts["channels_last"] = True
             applied.append(f"{name}.channels_last=True")
     return applied
@@ -226,60 +220,42 @@ def score_shard(
     loader: str = "threads",
     shard: str = "contiguous",
 ) -> dict[str, Any]:
-    """Fill this rank's shard of every dataset into the cache; returns per-dataset counts."""
-    from .api import get_dataset
-    from .pipeline import _build_methods, _build_models, dataset_accepts, fill_producers
-    from .pipeline import make_producers as pipeline_make_producers
+    """Fill this rank's shard of every dataset into the cache; returns per-dataset counts.
+
+    Models, methods and datasets are built and loaded by the pipeline's own steps (build_plugins,
+    load_dataset, score_dataset), so every rank - and rank 0's evaluation afterwards - uses the same
+    options, fingerprints and cache slots as a single-process run."""
+    from .pipeline import build_plugins, load_dataset, make_producers, score_dataset
 
     cache = _DeferredCache(config.cache_dir)
-    model_names = set(config.models) | {s.bound_fr_model for s in config.methods if s.bound_fr_model}
-    models = _build_models(config, model_names)
-    methods = _build_methods(config, models, [])
+    plugins = build_plugins(config)
     report: dict[str, Any] = {}
     for ds_name in config.datasets:
-        kwargs: dict[str, Any] = {}
-        if dataset_accepts(ds_name, "cache_dir"):
-            kwargs["cache_dir"] = cache.root
         # Rank 0 loads first: datasets that align on the fly write their crop cache once, the rest reuse it.
         if env.rank != 0:
             _barrier(env)
-        data = get_dataset(ds_name, root=config.data_root, **kwargs).load(
-            skip_bad=config.skip_bad, progress=False
-        )
+        data = load_dataset(config, ds_name, cache, progress=False)
         if env.rank == 0:
             _barrier(env)
-        producers = list(pipeline_make_producers(models, methods).values())
+        producers = list(make_producers(plugins.models, plugins.methods).values())
         subset = shard_indices(len(data.faces), config.batch_size, env.rank, env.world, shard)
         todo = subset[_missing_positions(data, producers, cache, subset)]
         t0 = time.perf_counter()
         mismatches = 0
+        fill: dict[str, Any] = {
+            "indices": todo,
+            "writer_tag": f"r{env.rank}-",
+            "progress": config.progress and env.rank == 0,
+        }
         if loader == "torch" and config.workers > 0 and len(todo):
             batches = [todo[s : s + config.batch_size] for s in range(0, len(todo), config.batch_size)]
             faces = PrefetchedFaceSet(
                 data.faces, batches, config.workers, pin_memory=config.device.startswith("cuda")
             )
-            fill_producers(
-                dataclasses.replace(data, faces=faces),
-                producers,
-                cache,
-                batch_size=config.batch_size,
-                workers=0,
-                progress=config.progress and env.rank == 0,
-                indices=todo,
-                writer_tag=f"r{env.rank}-",
-            )
+            score_dataset(config, dataclasses.replace(data, faces=faces), plugins, cache, workers=0, **fill)
             mismatches = faces.mismatches
         else:
-            fill_producers(
-                data,
-                producers,
-                cache,
-                batch_size=config.batch_size,
-                workers=config.workers,
-                progress=config.progress and env.rank == 0,
-                indices=todo,
-                writer_tag=f"r{env.rank}-",
-            )
+            score_dataset(config, data, plugins, cache, **fill)
         report[ds_name] = {
             "rank": env.rank,
             "shard_images": int(len(subset)),
@@ -302,9 +278,9 @@ def _barrier(env: DistEnv) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import _add_run_arguments
+    from .config import add_run_arguments
 
-    _add_run_arguments(parser)
+    add_run_arguments(parser)
     parser.add_argument(
         "--loader",
         choices=["threads", "torch"],
@@ -338,17 +314,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> Any:
-    from .cli import run_kwargs
+    from .config import RunParams
     from .pipeline import RunConfig
 
-    return RunConfig.from_user(**run_kwargs(args))
+    return RunConfig.from_params(RunParams.from_args(args))
 
 
 def run_distributed(args: argparse.Namespace) -> int:
     env = DistEnv.from_env()
     config = _config_from_args(args)
     applied = _speed_options(config, args.precision, args.channels_last)
-    config.device = _device_for_rank(config.device, env)
+    config = config.with_params(device=_device_for_rank(config.device, env))
     if env.world > 1:
         from datetime import timedelta
 

@@ -7,7 +7,7 @@ resumes where it stopped and a second run recomputes nothing.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 import logging
 import os
@@ -25,14 +25,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from .api import check_method_supports, get_dataset, get_fr_model, get_method
+from .build import build_dataset, build_fr_model, build_method, check_method_supports
 from .cache import Cache
+from .config import RunParams, normalised
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
 from .naming import pairs_file_name
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
-from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
-from .types import FRModel, LoadedDataset, QualityMethod, Templates
+from .specs import MethodSpec, check_set_options, declared_only, parse_fmrs, parse_method_spec
+from .types import FRModel, LoadedDataset, Plugin, QualityMethod, Templates, method_kind, pair_quality_min
 
 log = logging.getLogger("fiqa_bench")
 
@@ -44,43 +45,45 @@ DEFAULT_OUT = Path("fiqa-results")
 
 @dataclass
 class RunConfig:
+    """A resolved run: the user's :class:`~fiqa_bench.config.RunParams` (normalised; its fields are read
+    through this object, e.g. ``config.batch_size``) plus what resolution decided: the method specs, the
+    FR-model and dataset names ('all' expanded), the FMR targets and the results folder."""
+
+    params: RunParams
     methods: list[MethodSpec]
     models: list[str]
     datasets: list[str]
     fmrs: list[float]
     out: Path
-    device: str = "auto"
-    batch_size: int = 64
-    workers: int = 0
-    data_root: Path | None = None
-    weights_dir: Path | None = None
-    weights: dict[str, str] = field(default_factory=dict)
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cache_dir: Path | None = None
-    skip_bad: bool = False
-    report: bool = True
-    progress: bool = True
-    seed: int = 0
-    bootstrap: int = 0
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
     methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
 
+    def __getattr__(self, name: str) -> Any:
+        if name == "params":  # not set yet (copy/pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.params, name)
+
     def options_for(self, registry: Any, label: str) -> dict[str, Any]:
         """--set options of an entry: those given for its card name (``onnx``, ``pairs``), then those
-        for the full label (``onnx:/models/x.onnx``), which win."""
-        return {**self.options.get(registry.split(label)[0], {}), **self.options.get(label, {})}
+        for the full label (``onnx:/models/x.onnx``), which win; only the ones its card declares."""
+        merged = {**self.options.get(registry.split(label)[0], {}), **self.options.get(label, {})}
+        return declared_only(registry.card(label), merged)
 
     @classmethod
     def from_user(cls, **kw: Any) -> RunConfig:
-        options = {k: dict(v) for k, v in (kw.get("options") or {}).items()}
-        weights = parse_weights(kw.get("weights"))
-        weights_dir = kw.get("weights_dir")
+        """From ``fiqa_bench.run`` keywords (checked against RunParams)."""
+        return cls.from_params(RunParams.from_keywords(**kw))
+
+    @classmethod
+    def from_params(cls, params: RunParams) -> RunConfig:
+        p = normalised(params)
+        check_set_options(p.options)
         not_available: list[dict[str, str]] = []
-        model_names = _expand(kw.get("models"), FR_MODELS, DEFAULT_MODELS, weights, weights_dir, not_available)
+        model_names = _expand(p.models, FR_MODELS, DEFAULT_MODELS, p.weights, p.weights_dir, not_available)
         from_all: set[str] = set()
-        method_names = _expand(kw.get("methods"), METHODS, DEFAULT_METHODS, weights, weights_dir, not_available, from_all)
-        dataset_names = _expand(kw.get("datasets"), DATASETS, DEFAULT_DATASETS, weights, weights_dir, not_available,
-                                data_root=kw.get("data_root"))
+        method_names = _expand(p.methods, METHODS, DEFAULT_METHODS, p.weights, p.weights_dir, not_available, from_all)
+        dataset_names = _expand(p.datasets, DATASETS, DEFAULT_DATASETS, p.weights, p.weights_dir, not_available,
+                                data_root=p.data_root)
         for name in model_names:
             FR_MODELS.get(name)
         for name in dataset_names:
@@ -88,27 +91,19 @@ class RunConfig:
         if not model_names:
             raise FiqaError("--models: no FR model left to run. Name one, e.g. --models sface.")
         return cls(
-            methods=[parse_method_spec(m, options) for m in method_names],
+            params=p,
+            methods=[parse_method_spec(m, p.options) for m in method_names],
             models=model_names,
             datasets=dataset_names,
-            fmrs=parse_fmrs(kw.get("fmr")),
-            out=Path(kw.get("out") or DEFAULT_OUT).expanduser(),
-            device=kw.get("device") or "auto",
-            batch_size=int(kw.get("batch_size") or 64),
-            workers=int(kw.get("workers") or 0),
-            data_root=Path(kw["data_root"]).expanduser() if kw.get("data_root") else None,
-            weights_dir=Path(weights_dir).expanduser() if weights_dir else None,
-            weights=weights,
-            options=options,
-            cache_dir=Path(kw["cache_dir"]).expanduser() if kw.get("cache_dir") else None,
-            skip_bad=bool(kw.get("skip_bad")),
-            report=kw.get("report", True),
-            progress=kw.get("progress", True),
-            seed=int(kw.get("seed") or 0),
-            bootstrap=int(kw.get("bootstrap") or 0),
+            fmrs=parse_fmrs(p.fmr),
+            out=Path(p.out or DEFAULT_OUT).expanduser(),
             not_available=not_available,
-            methods_from_all=frozenset(from_all - set(split_list(kw.get("methods")))),
+            methods_from_all=frozenset(from_all - set(split_list(p.methods))),
         )
+
+    def with_params(self, **changes: Any) -> RunConfig:
+        """A copy with some run parameters changed (e.g. the device of one rank)."""
+        return dataclasses.replace(self, params=dataclasses.replace(self.params, **changes))
 
 
 def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[str, str], weights_dir: Any,
@@ -127,7 +122,7 @@ def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[
             missing = [r for r in check_requirements(card, weights_dir) if not r.present]
             if card.kind == "dataset":
                 try:
-                    status = get_dataset(card.name, root=data_root).status() if not missing else None
+                    status = build_dataset(card.name, root=data_root).status() if not missing else None
                 except FiqaError as exc:
                     status, missing = None, [exc]
                 if status is not None and not status.present:
@@ -254,43 +249,32 @@ def template_quality(q: np.ndarray, templates: Templates) -> np.ndarray:
     return out
 
 
-def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]) -> dict[str, Producer]:
-    """One producer per FR model and per image-level method (embeddings-based and pair-level methods
-    are derived from the embeddings afterwards). Labels and fingerprints name the cache slots, so every
-    process of a sharded run must build them here."""
-    producers: dict[str, Producer] = {}
-    for name, model in models.items():
-        producers[f"emb:{name}"] = Producer(name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im))
-    for bm in methods:
-        card = bm.method.card
-        if card.pair_level or card.needs_fr_model == "embeddings":
-            continue
-        producers[f"q:{bm.spec.label}@{bm.model_name}"] = Producer(
-            f"{bm.spec.label}@{bm.model_name}" if bm.model_name else bm.spec.label,
-            "quality",
-            bm.method.fingerprint(),
-            lambda im, meta, m=bm.method: m.score(im, meta),
-        )
-    return producers
-
-
 @dataclass
 class BoundMethod:
     spec: MethodSpec
     method: QualityMethod
     model_name: str | None  # FR model the method uses (None: needs none)
 
+    @property
+    def key(self) -> str:
+        """``label@fr_model`` (or the label): the producer label and the run.json key."""
+        return f"{self.spec.label}@{self.model_name}" if self.model_name else self.spec.label
+
+    @property
+    def producer_key(self) -> str:
+        return f"q:{self.spec.label}@{self.model_name}"
+
 
 def _build_models(config: RunConfig, names: set[str]) -> dict[str, FRModel]:
     models = {}
     for name in sorted(names):
-        models[name] = get_fr_model(
+        models[name] = build_fr_model(
             name,
+            config.options_for(FR_MODELS, name),
             weights=config.weights.get(name),
             weights_dir=config.weights_dir,
             device=config.device,
             batch_size=config.batch_size,
-            **config.options_for(FR_MODELS, name),
         )
     return models
 
@@ -312,14 +296,14 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
             model = models.get(target) if target else None
             try:
                 check_method_supports(card, model)
-                method = get_method(
+                method = build_method(
                     spec.name,
+                    spec.options,
                     weights=config.weights.get(spec.label) or config.weights.get(spec.name),
                     fr_model=model,
                     weights_dir=config.weights_dir,
                     device=config.device,
                     batch_size=config.batch_size,
-                    **spec.options,
                 )
             except UnsupportedCombinationError as exc:
                 errors.append(str(exc))
@@ -343,13 +327,14 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
     return bound
 
 
-def _weights_info(obj: Any) -> dict[str, Any]:
-    path = getattr(obj, "weights_path", None)
+def _weights_info(obj: Plugin) -> dict[str, Any]:
+    path = obj.weights_path
     return {
         "card": obj.card.to_dict(),
         "weights": str(path) if path else None,
         "weights_sha256": file_fingerprint(path) if path else None,
-        "options": {k: repr(v) for k, v in (getattr(obj, "options", {}) or {}).items() if k != "fr_model"},
+        "weight_files": {str(p): file_fingerprint(p) for p in obj.weight_files},
+        "options": {k: repr(v) for k, v in obj.options.items()},
         "fingerprint": obj.fingerprint(),
     }
 
@@ -360,25 +345,203 @@ def _echo(msg: str, progress: bool) -> None:
     log.info(msg)
 
 
-def run_pipeline(config: RunConfig) -> Any:
-    import pandas as pd
+def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]) -> dict[str, Producer]:
+    """One producer per FR model and per image-level method (embeddings-based and pair-level methods
+    are derived from the embeddings afterwards). Labels and fingerprints name the cache slots, so every
+    process of a sharded run must build them here."""
+    producers: dict[str, Producer] = {}
+    for name, model in models.items():
+        producers[f"emb:{name}"] = Producer(name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im))
+    for bm in methods:
+        if method_kind(bm.method.card) != "image":
+            continue
+        producers[bm.producer_key] = Producer(
+            bm.key, "quality", bm.method.fingerprint(), lambda im, meta, m=bm.method: m.score(im, meta)
+        )
+    return producers
 
+
+@dataclass
+class Plugins:
+    """Everything a run builds before touching data: FR models, bound methods, and what was left out."""
+
+    models: dict[str, FRModel]
+    methods: list[BoundMethod]
+    not_evaluated: list[dict[str, str]]
+
+
+def build_plugins(config: RunConfig) -> Plugins:
+    """Step 1: build every FR model and method (missing weights fail fast, in one line)."""
+    not_evaluated: list[dict[str, str]] = list(config.not_available)
+    model_names = set(config.models) | {s.bound_fr_model for s in config.methods if s.bound_fr_model}
+    models = _build_models(config, model_names)
+    methods = _build_methods(config, models, not_evaluated)
+    return Plugins(models, methods, not_evaluated)
+
+
+def load_dataset(config: RunConfig, name: str, cache: Cache, *, progress: bool | None = None) -> LoadedDataset:
+    """Step 2: the dataset ``name`` built with its ``--set`` options and loaded. Its fingerprint (the
+    cache key of every value computed on it) is made here by the engine: the plug-in's own content
+    fingerprint + its card and declared options + the image ids and the pairs, so no plug-in can forget
+    one of them."""
+    dataset = build_dataset(name, config.options_for(DATASETS, name), root=config.data_root, cache_dir=cache.root)
+    data = dataset.load(skip_bad=config.skip_bad, progress=config.progress if progress is None else progress)
+    data.fingerprint = dataset_fingerprint(dataset.declared_fingerprint(), data)
+    return data
+
+
+def dataset_fingerprint(plugin_fingerprint: str, data: LoadedDataset) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (plugin_fingerprint, data.fingerprint, "\n".join(data.faces.ids)):
+        h.update(part.encode())
+        h.update(b"\0")
+    p = data.pairs
+    for arr in (p.a, p.b, p.genuine, p.fold):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    if data.templates is not None:
+        t = data.templates
+        for arr in (t.image_template, t.image_media):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        h.update("\n".join(t.template_ids).encode())
+    return h.hexdigest()[:16]
+
+
+def score_dataset(
+    config: RunConfig, data: LoadedDataset, plugins: Plugins, cache: Cache, **fill: Any
+) -> dict[str, Producer]:
+    """Step 3: every FR model's embeddings and every image-level method's qualities of ``data``
+    (read from the cache, the rest computed and cached). ``fill`` goes to :func:`fill_producers`
+    (``indices``/``writer_tag`` for a shard of a distributed run)."""
+    producers = make_producers(plugins.models, plugins.methods)
+    kwargs: dict[str, Any] = {"batch_size": config.batch_size, "workers": config.workers, "progress": config.progress}
+    kwargs.update(fill)
+    fill_producers(data, list(producers.values()), cache, **kwargs)
+    return producers
+
+
+def image_qualities(bm: BoundMethod, producers: Mapping[str, Producer], data: LoadedDataset) -> np.ndarray | None:
+    """Oriented per-image (or per-template) quality of an image-level or embeddings method; None when
+    the method could not run on this dataset. Raises FiqaError on a non-finite score."""
+    if method_kind(bm.method.card) == "embeddings":
+        src = producers[f"emb:{bm.model_name}"].values
+        q = np.asarray(bm.method.score_embeddings(src), dtype=np.float64)
+    else:
+        producer = producers[bm.producer_key]
+        if producer.error is not None or producer.values is None:
+            return None
+        q = producer.values.astype(np.float64)
+    if not np.all(np.isfinite(q)):
+        bad = int((~np.isfinite(q)).sum())
+        raise FiqaError(
+            f"{bm.spec.label} gave {bad} non-finite quality score(s) on {data.name}; "
+            "this is a bug in the method or an unusable image - report it with the dataset name."
+        )
+    return template_quality(q, data.templates) if data.templates is not None else q
+
+
+@dataclass
+class Evaluated:
+    """Step 4's output for one dataset and FR model."""
+
+    fr_model: str
+    similarity: np.ndarray
+    qualities: dict[str, np.ndarray]
+    rows: list[dict[str, Any]]
+    curves: Any
+
+
+def evaluate_dataset(
+    config: RunConfig,
+    label: str,
+    data: LoadedDataset,
+    plugins: Plugins,
+    producers: Mapping[str, Producer],
+    device: str,
+) -> list[Evaluated]:
+    """Step 4: pair similarities and pair qualities per FR model, then ERC/EDC per method. ``label`` is
+    the dataset as the user named it (``pairs:/x.csv``): the results' dataset column."""
     from .evaluation import evaluate
     from .similarity import pair_cosine
+
+    pairs = data.pairs
+    out = []
+    for model_name in config.models:
+        emb = producers[f"emb:{model_name}"].values
+        assert emb is not None
+        cmp_emb = template_embeddings(emb, data.templates) if data.templates is not None else emb
+        sim = pair_cosine(cmp_emb, pairs.a, pairs.b, device=device)  # GPU matrix products on CUDA
+        qualities: dict[str, np.ndarray] = {}
+        reference: dict[str, bool] = {}
+        for bm in plugins.methods:
+            if bm.model_name is not None and bm.spec.bound_fr_model is None and bm.model_name != model_name:
+                continue
+            card = bm.method.card
+            if method_kind(card) == "pair":
+                pq = np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64)
+            else:
+                q = image_qualities(bm, producers, data)
+                if q is None:
+                    continue
+                pq = pair_quality_min(q[pairs.a], q[pairs.b])
+            qualities[bm.spec.label] = pq
+            reference[bm.spec.label] = card.reference_line
+        rows, curves = evaluate(
+            sim, pairs.genuine, qualities, config.fmrs, folds=pairs.fold, bootstrap=config.bootstrap,
+            seed=config.seed, progress=config.progress,
+        )
+        for r in rows:
+            r.update(dataset=label, fr_model=model_name, reference_line=reference.get(r["method"], False))
+        out.append(Evaluated(model_name, sim, qualities, rows, curves))
+    return out
+
+
+def _dataset_info(data: LoadedDataset) -> dict[str, Any]:
+    pairs = data.pairs
+    return {
+        "source": data.source,
+        "n_images": len(data.faces),
+        "n_pairs": len(pairs),
+        "n_genuine": pairs.n_genuine,
+        "n_impostor": pairs.n_impostor,
+        "n_templates": len(data.templates) if data.templates is not None else None,
+        "folds": int(len(np.unique(pairs.fold))),
+        "aligned": data.aligned,
+        "fingerprint": data.fingerprint,
+        "skipped": [{"what": s.what, "where": s.where, "why": s.why} for s in data.skipped],
+        **{k: v for k, v in data.info.items() if isinstance(v, str | int | float | bool)},
+    }
+
+
+def write_pairs(config: RunConfig, label: str, data: LoadedDataset, ev: Evaluated) -> None:
+    """Step 5a: the per-pair file of one dataset and FR model (similarity, labels, folds, qualities)."""
+    pairs = data.pairs
+    np.savez_compressed(
+        config.out / "pairs" / pairs_file_name(label, ev.fr_model),
+        dataset=np.array(label),
+        fr_model=np.array(ev.fr_model),
+        similarity=ev.similarity,
+        genuine=pairs.genuine,
+        fold=pairs.fold,
+        **{f"q__{k}": v for k, v in ev.qualities.items()},
+    )
+
+
+def run_pipeline(config: RunConfig) -> Any:
+    """Build, then per dataset load -> score -> evaluate, then write results.csv, curves.csv, run.json
+    (and the report). Returns the tidy results table (pandas DataFrame)."""
+    import pandas as pd
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     cache = Cache(config.cache_dir)
-    not_evaluated: list[dict[str, str]] = list(config.not_available)
     for item in config.not_available:
         _echo(f"not run ({item['kind']} {item['name']}): {item['why']}", config.progress)
 
-    # Build every model and method before touching data: missing weights fail fast, in one line.
-    model_names = set(config.models)
-    model_names |= {s.bound_fr_model for s in config.methods if s.bound_fr_model}
-    models = _build_models(config, model_names)
-    methods = _build_methods(config, models, not_evaluated)
+    plugins = build_plugins(config)
+    not_evaluated = plugins.not_evaluated
     device = resolve_device(config.device)
     timings["build"] = time.perf_counter() - t0
 
@@ -391,23 +554,14 @@ def run_pipeline(config: RunConfig) -> Any:
 
     for ds_name in config.datasets:
         t_ds = time.perf_counter()
-        ds_kwargs: dict[str, Any] = {}
-        if dataset_accepts(ds_name, "cache_dir"):
-            ds_kwargs["cache_dir"] = cache.root  # datasets that align on the fly keep their crops there
-        ds_kwargs.update(config.options_for(DATASETS, ds_name))  # --set agedb_30.expected_pairs=600 etc.
-        dataset = get_dataset(ds_name, root=config.data_root, **ds_kwargs)
-        data = dataset.load(skip_bad=config.skip_bad, progress=config.progress)
+        data = load_dataset(config, ds_name, cache)
         _echo(data.summary(), config.progress)
         for s in data.skipped:
             log.warning("skipped %s %s: %s", s.what, s.where, s.why)
         timings[f"{ds_name}:load"] = time.perf_counter() - t_ds
 
-        producers = make_producers(models, methods)
         t_fill = time.perf_counter()
-        fill_producers(
-            data, list(producers.values()), cache, batch_size=config.batch_size, workers=config.workers,
-            progress=config.progress,
-        )
+        producers = score_dataset(config, data, plugins, cache)
         timings[f"{ds_name}:embed+score"] = time.perf_counter() - t_fill
         for p in producers.values():
             cache_stats["hits"] += p.hits
@@ -416,72 +570,13 @@ def run_pipeline(config: RunConfig) -> Any:
                 not_evaluated.append({"kind": "method", "name": p.label, "dataset": ds_name, "why": p.error})
                 _echo(f"not evaluated on {ds_name}: {p.label}: {p.error}", config.progress)
 
-        pairs = data.pairs
         t_eval = time.perf_counter()
-        for model_name in config.models:
-            emb = producers[f"emb:{model_name}"].values
-            assert emb is not None
-            cmp_emb = template_embeddings(emb, data.templates) if data.templates is not None else emb
-            sim = pair_cosine(cmp_emb, pairs.a, pairs.b, device=device)  # GPU matrix products on CUDA
-            qualities: dict[str, np.ndarray] = {}
-            reference: dict[str, bool] = {}
-            for bm in methods:
-                if bm.model_name is not None and bm.spec.bound_fr_model is None and bm.model_name != model_name:
-                    continue
-                card = bm.method.card
-                if card.pair_level:
-                    pq = np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64)
-                else:
-                    if card.needs_fr_model == "embeddings":
-                        src = producers[f"emb:{bm.model_name}"].values
-                        q_img = np.asarray(bm.method.score_embeddings(src), dtype=np.float64)
-                    else:
-                        producer = producers[f"q:{bm.spec.label}@{bm.model_name}"]
-                        if producer.error is not None:
-                            continue
-                        q_img = producer.values.astype(np.float64)
-                    if not np.all(np.isfinite(q_img)):
-                        bad = int((~np.isfinite(q_img)).sum())
-                        raise FiqaError(
-                            f"{bm.spec.label} gave {bad} non-finite quality score(s) on {ds_name}; "
-                            "this is a bug in the method or an unusable image - report it with the dataset name."
-                        )
-                    if data.templates is not None:
-                        q_img = template_quality(q_img, data.templates)
-                    pq = np.minimum(q_img[pairs.a], q_img[pairs.b])
-                qualities[bm.spec.label] = pq
-                reference[bm.spec.label] = card.reference_line
-            rows, curves = evaluate(
-                sim, pairs.genuine, qualities, config.fmrs, folds=pairs.fold, bootstrap=config.bootstrap,
-                seed=config.seed, progress=config.progress,
-            )
-            for r in rows:
-                r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))
-            all_rows.extend(rows)
-            all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name).to_frame())
-            np.savez_compressed(
-                config.out / "pairs" / pairs_file_name(ds_name, model_name),
-                dataset=np.array(ds_name),
-                fr_model=np.array(model_name),
-                similarity=sim,
-                genuine=pairs.genuine,
-                fold=pairs.fold,
-                **{f"q__{k}": v for k, v in qualities.items()},
-            )
+        for ev in evaluate_dataset(config, ds_name, data, plugins, producers, device):
+            all_rows.extend(ev.rows)
+            all_curves.append(ev.curves.assign(dataset=ds_name, fr_model=ev.fr_model).to_frame())
+            write_pairs(config, ds_name, data, ev)
         timings[f"{ds_name}:evaluate"] = time.perf_counter() - t_eval
-        datasets_info[ds_name] = {
-            "source": data.source,
-            "n_images": len(data.faces),
-            "n_pairs": len(pairs),
-            "n_genuine": pairs.n_genuine,
-            "n_impostor": pairs.n_impostor,
-            "n_templates": len(data.templates) if data.templates is not None else None,
-            "folds": int(len(np.unique(pairs.fold))),
-            "aligned": data.aligned,
-            "fingerprint": data.fingerprint,
-            "skipped": [{"what": s.what, "where": s.where, "why": s.why} for s in data.skipped],
-            **{k: v for k, v in data.info.items() if isinstance(v, str | int | float | bool)},
-        }
+        datasets_info[ds_name] = _dataset_info(data)
 
     columns = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
     results = pd.DataFrame(all_rows)
@@ -505,11 +600,8 @@ def run_pipeline(config: RunConfig) -> Any:
         "fmrs": config.fmrs,
         "device": config.device,
         "datasets": datasets_info,
-        "fr_models": {n: _weights_info(m) for n, m in models.items()},
-        "methods": {
-            (f"{bm.spec.label}@{bm.model_name}" if bm.model_name else bm.spec.label): _weights_info(bm.method)
-            for bm in methods
-        },
+        "fr_models": {n: _weights_info(m) for n, m in plugins.models.items()},
+        "methods": {bm.key: _weights_info(bm.method) for bm in plugins.methods},
         "not_evaluated": not_evaluated,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "cache": {**cache_stats, "dir": str(cache.root)},
@@ -539,8 +631,3 @@ def _version(module: str) -> str | None:
     except Exception:
         return None
 
-
-def dataset_accepts(name: str, option: str) -> bool:
-    factory = DATASETS.get(name).factory
-    params = inspect.signature(factory).parameters
-    return option in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -32,6 +32,7 @@ import numpy as np
 from .errors import DataFormatError, FiqaError, MissingDataError
 from .naming import pairs_file_name
 from .specs import parse_fmrs
+from .types import pair_quality_min
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ def evaluate_files(
         raise DataFormatError(cmp_path, "no pair left after dropping pairs with missing qualities", "check that the image names match")
     sim, gen = cmp["similarity"][keep], cmp["genuine"][keep]
     folds = cmp["fold"][keep] if cmp["fold"] is not None else None
-    pair_q = {name: np.minimum(qa[keep], qb[keep]) for name, (qa, qb) in image_q.items()}
+    pair_q = {name: pair_quality_min(qa[keep], qb[keep]) for name, (qa, qb) in image_q.items()}
     if gen.all() or not gen.any():
         kind = "impostor" if gen.all() else "genuine"
         raise DataFormatError(cmp_path, f"has no {kind} pairs", "ERC/EDC need genuine and impostor pairs (genuine column 1 and 0)")

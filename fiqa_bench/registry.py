@@ -19,7 +19,7 @@ import json
 import os
 import pkgutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +47,95 @@ class WeightFile:
     package: str | None = None
 
 
+def to_bool(value: Any) -> bool:
+    """``True``/``False`` and their usual spellings on a command line (true/false, yes/no, on/off, 1/0)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "on"):
+        return True
+    if text in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+_INFERRED: dict[type, Callable[[Any], Any]] = {bool: to_bool, int: _to_int, float: _to_float, str: str}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a plug-in declares on its card: ``--set NAME.OPTION=VALUE`` / ``options={...}``.
+
+    ``parse`` turns a user value (a Python object, or the literal parsed from a ``--set`` string) into the
+    canonical value the plug-in receives, raising ``ValueError``/``FiqaError`` for a bad one; when None it
+    is inferred from the default's type (bool, int, float, str; anything else is passed through).
+    ``choices`` restricts the parsed value. ``fingerprint=False`` marks options that change only speed,
+    never a number (threads, workers, memory layout): they stay out of the cache key.
+    """
+
+    name: str
+    default: Any
+    help: str = ""
+    parse: Callable[[Any], Any] | None = field(default=None, compare=False)
+    choices: tuple[Any, ...] = ()
+    fingerprint: bool = True
+
+    def convert(self, value: Any, owner: str) -> Any:
+        """The canonical value of ``value``, or a one-line :class:`FiqaError` naming the option."""
+        if value is None and self.default is None:
+            return None
+        parse = self.parse or _INFERRED.get(type(self.default), _identity)
+        try:
+            out = parse(value)
+        except (ValueError, TypeError, FiqaError) as exc:
+            hint = f" ({self.help})" if self.help else ""
+            raise FiqaError(f"{owner}.{self.name}={value!r}: {exc}{hint}.") from None
+        if self.choices and out not in self.choices:
+            raise FiqaError(
+                f"{owner}.{self.name}={value!r}: expected one of {', '.join(map(str, self.choices))}."
+            )
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data (for cache keys, ``fiqa-bench list`` and run.json): no callables."""
+        parse = self.parse or _INFERRED.get(type(self.default), _identity)
+        return {
+            "name": self.name,
+            "default": repr(self.default),
+            "type": getattr(parse, "__name__", type(parse).__name__),
+            "choices": [repr(c) for c in self.choices],
+            "fingerprint": self.fingerprint,
+            "help": self.help,
+        }
+
+
+def suggest_names(name: str, candidates: Sequence[str]) -> list[str]:
+    """Up to three close spellings of ``name`` among ``candidates`` (for "did you mean")."""
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in candidates], n=3, cutoff=0.6)
+    lower = {c.lower(): c for c in candidates}
+    return [lower[c] for c in close]
+
+
 @dataclass(frozen=True)
 class Card:
     """What an entry is and needs, as data. Shared by all three registries; unused fields stay empty."""
@@ -62,12 +151,15 @@ class Card:
     input_size: tuple[int, int] | None = (112, 112)
     colour: str = "RGB"
     normalisation: str = ""
-    # Methods: direction of the raw score; flipped once in QualityMethod.score().
+    # Methods: direction of the raw score; flipped once, by the engine (fiqa_bench.types.orient).
     score_direction: Direction = "higher_better"
     # Methods: "none", "any" (any FR model), "torch" (a torch FR model, e.g. for gradients),
     # "embeddings" (computed from the FR model's cached raw embeddings).
     needs_fr_model: Literal["none", "any", "torch", "embeddings"] = "none"
     supported_fr_models: tuple[str, ...] = ()  # empty: every model that satisfies needs_fr_model
+    # Methods: structural capabilities the bound FR model must have (fiqa_bench.types.CAPABILITIES),
+    # e.g. ("embedding_head",) for SER-FIQ; checked on the model object, never by its name.
+    needs_capabilities: tuple[str, ...] = ()
     weights: tuple[WeightFile, ...] = ()
     python_packages: tuple[str, ...] = ()  # import names that must be importable
     install_hint: str = ""
@@ -76,16 +168,51 @@ class Card:
     pair_level: bool = False  # quality defined per pair (oracle), not per image
     exempt_degradations: tuple[str, ...] = ()  # degradations the method is blind to by design
     takes_argument: bool = False  # used as "name:ARGUMENT" (e.g. onnx:/path/model.onnx)
+    # The options the entry accepts (names, defaults, parsing, help). Nothing else reaches it.
+    options: tuple[Option, ...] = ()
+    # Deprecated spelling of ``options`` ({name: default}, types inferred): converted on creation.
     default_options: dict[str, Any] = field(default_factory=dict, hash=False)
     notes: str = ""
 
+    def __post_init__(self) -> None:
+        if self.default_options and not self.options:
+            object.__setattr__(self, "options", tuple(Option(k, v) for k, v in self.default_options.items()))
+        names = [o.name for o in self.options]
+        if len(set(names)) != len(names):
+            raise ValueError(f"card {self.name!r} declares an option twice: {names}")
+        object.__setattr__(self, "default_options", {o.name: o.default for o in self.options})
+
+    def option(self, name: str) -> Option:
+        for o in self.options:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def resolve_options(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every declared option, parsed: defaults overlaid with ``given``.
+
+        Raises FiqaError (one line, with "did you mean") for an undeclared option or a bad value.
+        """
+        given = dict(given or {})
+        known = [o.name for o in self.options]
+        for key in given:
+            if key not in known:
+                close = suggest_names(key, known)
+                mean = f" Did you mean {' or '.join(close)}?" if close else ""
+                listed = ", ".join(known) if known else "none"
+                raise FiqaError(f"{self.name}: unknown option {key!r}.{mean} Known options: {listed}.")
+        return {o.name: o.convert(given.get(o.name, o.default), self.name) for o in self.options}
+
     def fingerprint(self) -> str:
         """Stable hash of the card's content (for cache keys)."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "default_options"}
+        d["options"] = [o.describe() for o in self.options]
+        d["weights"] = [dataclasses.asdict(w) for w in self.weights]
+        return d
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FiqaError
-from .registry import METHODS, split_list
+from .registry import METHODS, Card, split_list
 
 DEFAULT_FMRS = (1e-3, 1e-4)
 
@@ -26,11 +26,40 @@ def parse_method_spec(spec: str, options: Mapping[str, Mapping[str, Any]] | None
     name, _, bound = spec.partition("@")
     if _ and not bound:
         raise FiqaError(f"method {spec!r}: nothing after '@'. Use METHOD@FR_MODEL, e.g. serfiq@arcface_r100.")
-    METHODS.get(name)  # unknown names fail here, with "did you mean"
+    card = METHODS.card(name)  # unknown names fail here, with "did you mean"
     opts: dict[str, Any] = {}
     for key in (METHODS.split(name)[0], name, spec):
         opts.update((options or {}).get(key, {}))
-    return MethodSpec(label=spec, name=name, bound_fr_model=bound or None, options=opts)
+    return MethodSpec(label=spec, name=name, bound_fr_model=bound or None, options=declared_only(card, opts))
+
+
+def declared_only(card: Card, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options in ``options`` that ``card`` declares (``--set crfiqa_l.flip_tta=...`` names both the
+    crfiqa_l method and FR model: each gets its own; :func:`check_set_options` rejects the rest)."""
+    names = {o.name for o in card.options}
+    return {k: v for k, v in options.items() if k in names}
+
+
+def check_set_options(options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every ``--set`` target must name a registered entry (``name``, ``name:ARG`` or ``method@model``)
+    and every option must be declared by one of the cards of that name, with a valid value.
+
+    Raises FiqaError (one line, "did you mean")."""
+    from .registry import DATASETS, FR_MODELS, UnknownNameError, suggest_names
+
+    registries = (METHODS, FR_MODELS, DATASETS)
+    for target, opts in options.items():
+        base = target.partition("@")[0]
+        cards = [r.card(base) for r in registries if base in r]
+        if not cards:
+            names = [n for r in registries for n in r.names()]
+            raise UnknownNameError("method, FR model or dataset (--set)", base, suggest_names(base, names), [])
+        declared = {o.name: c for c in cards for o in c.options}
+        for key in opts:
+            if key not in declared:
+                cards[0].resolve_options({key: opts[key]})  # raises the "did you mean" error
+        for card in cards:
+            card.resolve_options(declared_only(card, opts))  # raises on a bad value
 
 
 def parse_fmrs(value: str | Sequence[float] | None) -> list[float]:

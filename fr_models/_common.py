@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fiqa_bench.errors import FiqaError
+from fiqa_bench.registry import Option, to_bool
 
 FlipMode = Literal["none", "concat", "sum"]
 
@@ -109,3 +110,34 @@ def check_size(images: np.ndarray, size: tuple[int, int], name: str) -> None:
             f"{name}: expects aligned faces of {size[0]}x{size[1]} pixels, got {images.shape[1]}x{images.shape[2]}. "
             "Align the images to the ArcFace 112x112 template first (fiqa_bench.faces.align)."
         )
+
+
+def _optional_threads(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in ("", "none", "auto", "0"):
+        return None
+    n = int(value)
+    if n < 1:
+        raise ValueError("needs a positive integer (or none for ONNX Runtime's default)")
+    return n
+
+
+# Options shared by the FR-model cards (declared on each card; fiqa_bench.registry.Option).
+FLIP_OPTION = Option(
+    "flip_tta",
+    "none",
+    "flip test-time augmentation: false/none | true/concat ([e/|e|, f/|f|], the reference evaluation) | sum (e + f)",
+    parse=parse_flip,
+    choices=("none", "concat", "sum"),
+)
+PRECISION_OPTION = Option(
+    "precision", "fp32", "precision of the forward pass (fp16: CUDA only)", parse=lambda v: str(v).strip().lower(),
+    choices=("fp32", "bf16", "fp16"),
+)
+CHANNELS_LAST_OPTION = Option(
+    "channels_last", True, "channels_last memory layout (speed only; default on)", parse=to_bool, fingerprint=False
+)
+THREADS_OPTION = Option(
+    "threads", None, "ONNX Runtime intra-op threads (speed only; default: its own choice)", parse=_optional_threads,
+    fingerprint=False,
+)
+TORCH_MODEL_OPTIONS = (FLIP_OPTION, PRECISION_OPTION, CHANNELS_LAST_OPTION)

@@ -14,10 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from fiqa_bench.registry import Card, WeightFile, register_fr_model, resolve_weights
-from fiqa_bench.types import FRModel
+from fiqa_bench.registry import Card, WeightFile, register_fr_model
+from fiqa_bench.types import BuildContext, FRModel
 
-from ._common import check_size, combine_flip_np, flip_embedding_size, parse_flip
+from ._common import FLIP_OPTION, check_size, combine_flip_np, flip_embedding_size, parse_flip
 
 # Context around the 112x112 crop so the predictor and the chip never run off the image. Replicated
 # borders score better than black ones (LFW fold 1: 99.33% vs 98.67% best-threshold accuracy).
@@ -53,6 +53,7 @@ DLIB_CARD = Card(
         ),
     ),
     python_packages=("dlib", "face_recognition_models"),
+    options=(FLIP_OPTION,),
     install_hint="pip install 'fiqa-bench[dlib]'",
     notes=(
         f"The 112x112 face is padded by {PAD} px (replicated border), dlib's 5-point predictor runs in the fixed "
@@ -106,15 +107,8 @@ class DlibResNet(FRModel):
 
 
 @register_fr_model(DLIB_CARD)
-def dlib_resnet(
-    card: Card,
-    *,
-    weights: str | Path | None = None,
-    weights_dir: str | Path | None = None,
-    device: str = "cpu",
-    flip_tta: Any = False,
-) -> DlibResNet:
+def dlib_resnet(ctx: BuildContext) -> DlibResNet:
     # dlib runs on the CPU whatever ``device`` says (the wheel has no CUDA build).
-    net = resolve_weights(card, weights, weights_dir, index=0)
-    predictor = resolve_weights(card, None, weights_dir, index=1)
-    return DlibResNet(card, net, predictor, flip_tta=flip_tta)
+    net = ctx.weights_file(0)
+    predictor = ctx.weights_file(1)
+    return DlibResNet(ctx.card, net, predictor, flip_tta=ctx.options["flip_tta"])

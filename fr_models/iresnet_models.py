@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from fiqa_bench.errors import CheckpointError
-from fiqa_bench.registry import Card, WeightFile, register_fr_model, resolve_weights
+from fiqa_bench.registry import Card, WeightFile, register_fr_model
+from fiqa_bench.types import BuildContext
 
 from ._checkpoint import guess_architecture, infer_iresnet_config, match_state_dict, read_checkpoint
-from ._common import InputSpec
+from ._common import TORCH_MODEL_OPTIONS, InputSpec
 from ._iresnet import LAYERS, IResNet, iresnet
 from ._torch_model import TorchFRModel, check_options
 
@@ -55,6 +56,7 @@ def _card(name: str, arch: Arch, summary: str, **fields: Any) -> Card:
         colour=spec.colour,
         normalisation=spec.describe(),
         embedding_size=512,
+        options=TORCH_MODEL_OPTIONS,
         notes=f"iresnet{arch.depth}{qs}; BatchNorm eps {arch.bn_eps:g}; embedding = raw `features` output "
         f"(not L2-normalised). {_TORCH_OPTIONS} " + fields.pop("notes", ""),
         **fields,
@@ -89,27 +91,18 @@ def build_model(
     )
 
 
-def _factory(arch: Arch) -> Callable[..., TorchFRModel]:
-    def factory(
-        card: Card,
-        *,
-        weights: str | Path | None = None,
-        weights_dir: str | Path | None = None,
-        device: str = "cpu",
-        flip_tta: Any = False,
-        precision: str = "fp32",
-        channels_last: bool | None = None,
-    ) -> TorchFRModel:
-        check_options(card, device, flip_tta, precision)
-        path = resolve_weights(card, weights, weights_dir)
+def _factory(arch: Arch) -> Callable[[BuildContext], TorchFRModel]:
+    def factory(ctx: BuildContext) -> TorchFRModel:
+        o = ctx.options
+        check_options(ctx.card, ctx.device, o["flip_tta"], o["precision"])
         return build_model(
-            card,
+            ctx.card,
             arch,
-            path,
-            device=device,
-            flip_tta=flip_tta,
-            precision=precision,
-            channels_last=channels_last,
+            ctx.weights_file(),
+            device=ctx.device,
+            flip_tta=o["flip_tta"],
+            precision=o["precision"],
+            channels_last=o["channels_last"],
         )
 
     return factory
@@ -240,6 +233,7 @@ GENERIC_CARD = Card(
     colour=ARCFACE_INPUT.colour,
     normalisation=ARCFACE_INPUT.describe(),
     embedding_size=512,
+    options=TORCH_MODEL_OPTIONS,
     notes=(
         "Reads the depth (18/34/50/100/200) from the block counts of layer1..4, the qs head from qs.*, and the "
         "embedding size from fc.weight; prefixes module./features.module./backbone. are stripped. "
@@ -249,19 +243,11 @@ GENERIC_CARD = Card(
 
 
 @register_fr_model(GENERIC_CARD)
-def crfiqa_from_path(
-    card: Card,
-    *,
-    argument: str,
-    weights: str | Path | None = None,
-    weights_dir: str | Path | None = None,
-    device: str = "cpu",
-    flip_tta: Any = False,
-    precision: str = "fp32",
-    channels_last: bool | None = None,
-) -> TorchFRModel:
+def crfiqa_from_path(ctx: BuildContext) -> TorchFRModel:
+    card, device, o = ctx.card, ctx.device, ctx.options
+    flip_tta, precision, channels_last = o["flip_tta"], o["precision"], o["channels_last"]
     check_options(card, device, flip_tta, precision)
-    path = resolve_weights(card, weights if weights is not None else argument, weights_dir)
+    path = ctx.weights_file(path=ctx.weights if ctx.weights is not None else ctx.argument)
     state = read_checkpoint(path)
     cfg = infer_iresnet_config(state)
     if cfg is None:

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import CheckpointError
-from fiqa_bench.registry import Card, WeightFile, file_fingerprint, register_fr_model, resolve_weights
+from fiqa_bench.registry import Card, Option, WeightFile, file_fingerprint, register_fr_model
+from fiqa_bench.types import BuildContext
 
-from ._common import InputSpec, parse_colour, parse_normalisation
+from ._common import FLIP_OPTION, THREADS_OPTION, InputSpec, parse_colour, parse_normalisation
 from ._onnx import OnnxFRModel
 
 # Raw 0..255 RGB floats, NCHW. Colour order checked on real LFW (tests/test_fr_real_lfw.py): on fold 1
@@ -31,6 +32,7 @@ SFACE_CARD = Card(
     colour=SFACE_INPUT.colour,
     normalisation=SFACE_INPUT.describe(),
     embedding_size=128,
+    options=(FLIP_OPTION, THREADS_OPTION),
     weights=(
         WeightFile(
             "face_recognition_sface_2021dec.onnx",
@@ -57,18 +59,11 @@ def _check_sha(card: Card, path: Path, explicit: bool) -> None:
 
 
 @register_fr_model(SFACE_CARD)
-def sface(
-    card: Card,
-    *,
-    weights: str | Path | None = None,
-    weights_dir: str | Path | None = None,
-    device: str = "cpu",
-    flip_tta: Any = False,
-    threads: int | None = None,
-) -> OnnxFRModel:
-    path = resolve_weights(card, weights, weights_dir)
-    _check_sha(card, path, explicit=weights is not None)
-    return OnnxFRModel(card, path, SFACE_INPUT, device=device, flip_tta=flip_tta, threads=threads)
+def sface(ctx: BuildContext) -> OnnxFRModel:
+    path = ctx.weights_file()
+    _check_sha(ctx.card, path, explicit=ctx.weights is not None)
+    o = ctx.options
+    return OnnxFRModel(ctx.card, path, SFACE_INPUT, device=ctx.device, flip_tta=o["flip_tta"], threads=o["threads"])
 
 
 ONNX_CARD = Card(
@@ -81,6 +76,15 @@ ONNX_CARD = Card(
     colour="RGB (option colour=BGR)",
     normalisation="option normalisation: arcface ((x/255-0.5)/0.5, default) | unit (x/255) | raw (0..255) | 'MEAN,STD'",
     embedding_size=None,
+    options=(
+        Option("colour", "RGB", "channel order the model was trained on: RGB | BGR", parse=parse_colour),
+        Option(
+            "normalisation", "arcface", "arcface ((x/255-0.5)/0.5) | unit (x/255) | raw (0..255) | 'MEAN,STD'",
+            parse=parse_normalisation,
+        ),
+        FLIP_OPTION,
+        THREADS_OPTION,
+    ),
     notes=(
         "Input layout (NCHW or NHWC), size and embedding size are read from the model; a fixed batch "
         "dimension is honoured. Options: colour (RGB|BGR), normalisation, flip_tta, threads."
@@ -93,28 +97,18 @@ def _static(dim: Any) -> int | None:
 
 
 @register_fr_model(ONNX_CARD)
-def onnx_model(
-    card: Card,
-    *,
-    argument: str,
-    weights: str | Path | None = None,
-    weights_dir: str | Path | None = None,
-    device: str = "cpu",
-    colour: str = "RGB",
-    normalisation: str | tuple[float, float] = "arcface",
-    flip_tta: Any = False,
-    threads: int | None = None,
-) -> OnnxFRModel:
-    path = resolve_weights(card, weights if weights is not None else argument, weights_dir)
-    mean, std = parse_normalisation(normalisation)
-    spec = InputSpec(colour=parse_colour(colour), mean=mean, std=std)
+def onnx_model(ctx: BuildContext) -> OnnxFRModel:
+    card, o = ctx.card, ctx.options
+    path = ctx.weights_file(path=ctx.weights if ctx.weights is not None else ctx.argument)
+    mean, std = o["normalisation"]
+    spec = InputSpec(colour=o["colour"], mean=mean, std=std)
     model = OnnxFRModel(
         card,
         path,
         spec,
-        device=device,
-        flip_tta=flip_tta,
-        threads=threads,
+        device=ctx.device,
+        flip_tta=o["flip_tta"],
+        threads=o["threads"],
         options={"colour": spec.colour, "mean": mean, "std": std},
     )
     # A small card built from the model itself: its input size and embedding size.

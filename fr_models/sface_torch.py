@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from fiqa_bench.errors import CheckpointError
-from fiqa_bench.registry import Card, register_fr_model, resolve_weights
+from fiqa_bench.registry import Card, register_fr_model
+from fiqa_bench.types import BuildContext
 
-from ._common import InputSpec
+from ._common import TORCH_MODEL_OPTIONS, InputSpec
 from ._torch_model import TorchFRModel, check_options
 from .onnx_models import SFACE_CARD, _check_sha
 
@@ -38,6 +39,7 @@ SFACE_TORCH_CARD = Card(
     normalisation=SFACE_TORCH_INPUT.describe(),
     embedding_size=128,
     weights=SFACE_CARD.weights,
+    options=TORCH_MODEL_OPTIONS,
     notes=(
         "Layers read from face_recognition_sface_2021dec.onnx (27 conv, 29 BatchNorm, PReLU, dropout 0.4, fc "
         "50176->128, BatchNorm1d); checked against ONNX Runtime on real LFW faces (tests/test_sface_torch.py). "
@@ -152,20 +154,12 @@ def build_sface_torch(path: str | Path) -> SFaceTorch:
 
 
 @register_fr_model(SFACE_TORCH_CARD)
-def sface_torch(
-    card: Card,
-    *,
-    weights: str | Path | None = None,
-    weights_dir: str | Path | None = None,
-    device: str = "cpu",
-    flip_tta: Any = False,
-    precision: str = "fp32",
-    channels_last: bool | None = None,
-) -> TorchFRModel:
-    check_options(card, device, flip_tta, precision)
-    path = resolve_weights(card, weights, weights_dir)
-    _check_sha(card, path, explicit=weights is not None)
+def sface_torch(ctx: BuildContext) -> TorchFRModel:
+    o = ctx.options
+    check_options(ctx.card, ctx.device, o["flip_tta"], o["precision"])
+    path = ctx.weights_file()
+    _check_sha(ctx.card, path, explicit=ctx.weights is not None)
     return TorchFRModel(
-        card, build_sface_torch(path), SFACE_TORCH_INPUT, weights_path=path, device=device,
-        flip_tta=flip_tta, precision=precision, channels_last=channels_last,
+        ctx.card, build_sface_torch(path), SFACE_TORCH_INPUT, weights_path=path, device=ctx.device,
+        flip_tta=o["flip_tta"], precision=o["precision"], channels_last=o["channels_last"],
     )

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from fiqa_bench.errors import FiqaError, UnsupportedCombinationError
+from fiqa_bench.errors import UnsupportedCombinationError
 from fiqa_bench.faces import ARCFACE_TEMPLATE
 from fiqa_bench.registry import Card
-from fiqa_bench.types import FRModel, QualityMethod
+from fiqa_bench.types import BuildContext, FRModel, QualityMethod
 
 # Face region of a 112x112 ArcFace-aligned crop (rows, cols): from just above the eyebrows to below
 # the mouth and between the cheeks. The crop's corners hold background and, after warping, black
@@ -23,35 +21,13 @@ FACE_COLS = slice(20, 92)
 
 
 class BaseMethod(QualityMethod):
-    """QualityMethod with the attributes the cache fingerprint reads (weights_path, options, fr_model)."""
+    """A built-in method: built from the build context (the class itself is the factory).
 
-    def __init__(
-        self,
-        card: Card,
-        options: dict[str, Any] | None = None,
-        weights_path: Path | None = None,
-        fr_model: FRModel | None = None,
-    ) -> None:
-        self.card = card
-        self.options = dict(options or {})
-        self.weights_path = weights_path
-        if fr_model is not None:
-            self.fr_model = fr_model
+    ``self.options`` holds the card's declared options, parsed; ``self.fr_model`` the bound FR model.
+    """
 
-
-# Torch FR models that expose forward_backbone / forward_head (a dropout-able embedding layer) and carry
-# real BatchNorm statistics: the iResNet cards (fr_models/iresnet_models.py) and sface_torch.
-IRESNET_MODELS = ("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa")
-TORCH_SPLIT_MODELS = (*IRESNET_MODELS, "sface_torch")
-
-
-def reject_unknown(card: Card, options: Mapping[str, Any], allowed: set[str]) -> None:
-    """One clear error for options a method does not understand (they would be silently ignored)."""
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise FiqaError(
-            f"{card.name}: unknown option(s) {', '.join(unknown)}. Known options: {', '.join(sorted(allowed)) or 'none'}."
-        )
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__(ctx)
 
 
 def grey(images: np.ndarray) -> np.ndarray:

@@ -11,29 +11,18 @@ from torch import nn
 
 from fiqa_bench.errors import UnsupportedCombinationError
 from fiqa_bench.registry import Card
-from fiqa_bench.types import FRModel
-
-from ._common import TORCH_SPLIT_MODELS
+from fiqa_bench.types import FRModel, missing_capabilities
 
 
-def torch_parts(card: Card, fr_model: FRModel | None, *, need_head_split: bool = False,
-                need_batchnorm: bool = False) -> tuple[nn.Module, Any]:
-    """The FR model's nn.Module and preprocess function, or one clear error saying what is missing."""
-    module = getattr(fr_model, "torch_module", None)
-    preprocess = getattr(fr_model, "preprocess", None)
-    name = getattr(getattr(fr_model, "card", None), "name", type(fr_model).__name__)
-    if module is None or preprocess is None:
-        raise UnsupportedCombinationError(
-            f"{card.name} needs a torch FR model (sface_torch, or an iResNet card such as arcface_r100 or crfiqa_l); {name!r} is not one."
-        )
-    if need_head_split and not (hasattr(module, "forward_backbone") and hasattr(module, "forward_head")):
-        raise UnsupportedCombinationError(
-            f"{card.name} needs an FR model with a dropout-able embedding layer (forward_backbone/forward_head, "
-            f"as {', '.join(TORCH_SPLIT_MODELS)}); {name!r} has none."
-        )
-    if need_batchnorm and not any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
-        raise UnsupportedCombinationError(f"{card.name} needs an FR model with BatchNorm2d layers; {name!r} has none.")
-    return module, preprocess
+def torch_parts(card: Card, fr_model: FRModel | None) -> tuple[nn.Module, Any]:
+    """The FR model's nn.Module and preprocess function, or one clear error naming the missing
+    capability (the card's ``needs_capabilities``, checked structurally; the engine checks them first)."""
+    missing = missing_capabilities(("torch", *card.needs_capabilities), fr_model)
+    if missing:
+        name = fr_model.card.name if fr_model is not None else "none"
+        raise UnsupportedCombinationError(f"{card.name} needs {'; '.join(missing)}; FR model {name!r} is not one.")
+    assert fr_model is not None
+    return fr_model.torch_module, fr_model.preprocess  # type: ignore[attr-defined]
 
 
 def image_generator(image: np.ndarray, seed: int, device: str | torch.device) -> torch.Generator:

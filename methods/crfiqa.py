@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import CheckpointError
-from fiqa_bench.registry import Card, WeightFile, register_method
+from fiqa_bench.registry import Card, Option, WeightFile, register_method
+from fiqa_bench.types import BuildContext
 
-from ._common import BaseMethod, reject_unknown
+from ._common import BaseMethod
 
 PAPER = "Boutros, Fang, Klemt, Fu, Kuijper, Damer, CR-FIQA: Face Image Quality Assessment by Learning Sample Relative Classifiability, CVPR 2023"
 LICENCE = "CC BY-NC 4.0 (published CR-FIQA weights, fdbtrs/CR-FIQA); Apache-2.0 (fiqa-bench implementation)"
@@ -35,7 +36,7 @@ CRFIQA_L_CARD = Card(
     normalisation=NORMALISATION,
     score_direction="higher_better",
     weights=(WeightFile("181952backbone.pth", source=SOURCE),),
-    default_options={"precision": "fp32"},
+    options=(Option("precision", "fp32", "precision of the forward pass (fp16: CUDA only)", choices=("fp32", "bf16", "fp16")),),
     notes="iresnet100 + qs, plain state_dict. sha256 not published. " + NOTES,
 )
 
@@ -49,7 +50,7 @@ CRFIQA_S_CARD = Card(
     normalisation=NORMALISATION,
     score_direction="higher_better",
     weights=(WeightFile("32572backbone.pth", source=SOURCE),),
-    default_options={"precision": "fp32"},
+    options=(Option("precision", "fp32", "precision of the forward pass (fp16: CUDA only)", choices=("fp32", "bf16", "fp16")),),
     notes="iresnet50 + qs, plain state_dict. sha256 not published. " + NOTES,
 )
 
@@ -63,7 +64,7 @@ CRFIQA_PATH_CARD = Card(
     normalisation=NORMALISATION,
     score_direction="higher_better",
     takes_argument=True,
-    default_options={"precision": "fp32"},
+    options=(Option("precision", "fp32", "precision of the forward pass (fp16: CUDA only)", choices=("fp32", "bf16", "fp16")),),
     notes="Depth (18/34/50/100/200) from the layer1..4 block counts, as the crfiqa:PATH FR model. " + NOTES,
 )
 
@@ -71,8 +72,10 @@ CRFIQA_PATH_CARD = Card(
 class CrFiqa(BaseMethod):
     batch_size = 32
 
-    def __init__(self, card: Card, backbone: Any, options: dict[str, Any]) -> None:
-        super().__init__(card, options, weights_path=backbone.weights_path)
+    def __init__(self, ctx: BuildContext, backbone: Any) -> None:
+        super().__init__(ctx)
+        card = ctx.card
+        self.weight_files = backbone.weight_files
         self.backbone = backbone  # a TorchFRModel (not `fr_model`: no FR model is bound to this method)
         module = backbone.torch_module
         if getattr(module, "qs", None) is None:
@@ -92,26 +95,21 @@ class CrFiqa(BaseMethod):
         return qs.float().reshape(-1).double().cpu().numpy()
 
 
-def _build(card: Card, fr_name: str, weights: Any, weights_dir: Any, device: str, options: dict[str, Any]) -> CrFiqa:
-    from fiqa_bench.api import get_fr_model
+def crfiqa_method(ctx: BuildContext) -> CrFiqa:
+    """Factory of the three CR-FIQA cards: the backbone is the FR-model card of the same name (or
+    ``crfiqa:PATH``), built on the method's weights, device and precision."""
+    from fiqa_bench.build import build_fr_model
 
-    reject_unknown(card, options, set(card.default_options))
-    opts = {**card.default_options, **options}
-    backbone = get_fr_model(fr_name, weights=weights, weights_dir=weights_dir, device=device, precision=opts["precision"])
-    return CrFiqa(card, backbone, opts)
-
-
-@register_method(CRFIQA_L_CARD)
-def crfiqa_l(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> CrFiqa:
-    return _build(card, "crfiqa_l", weights, weights_dir, device, options)
-
-
-@register_method(CRFIQA_S_CARD)
-def crfiqa_s(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> CrFiqa:
-    return _build(card, "crfiqa_s", weights, weights_dir, device, options)
+    fr_name = f"crfiqa:{ctx.argument}" if ctx.argument else ctx.card.name
+    weights = ctx.weights if ctx.weights is not None else None
+    backbone = build_fr_model(
+        fr_name, {"precision": ctx.options["precision"]}, weights=weights, weights_dir=ctx.weights_dir,
+        device=ctx.device,
+    )
+    for p in backbone.weight_files:
+        ctx.use_weights(p)
+    return CrFiqa(ctx, backbone)
 
 
-@register_method(CRFIQA_PATH_CARD)
-def crfiqa(card: Card, *, argument: str, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-           **options: Any) -> CrFiqa:
-    return _build(card, f"crfiqa:{argument}", weights, weights_dir, device, options)
+for _card in (CRFIQA_L_CARD, CRFIQA_S_CARD, CRFIQA_PATH_CARD):
+    register_method(_card)(crfiqa_method)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.faces import YUNET_WEIGHTS
-from fiqa_bench.registry import Card, register_method
+from fiqa_bench.registry import Card, Option, register_method
 
-from ._common import CROP_PAD, BaseMethod, detect_on_crops, reject_unknown
+from ._common import CROP_PAD, BaseMethod, detect_on_crops
 
 YUNET_CARD = Card(
     name="yunet_confidence",
@@ -25,7 +24,7 @@ YUNET_CARD = Card(
     score_direction="higher_better",
     weights=(YUNET_WEIGHTS,),
     exempt_degradations=(),
-    default_options={"use_meta": True},
+    options=(Option("use_meta", True, "use the dataset's own detector score where it has one (false: re-detect on the crop)"),),
     notes=(
         "Score in [0, 1]. If the dataset aligned the faces itself (meta 'det_score', e.g. the lfw folder "
         "dataset), that score of the ORIGINAL photo is used (0 for photos where no face was found); "
@@ -44,9 +43,4 @@ class YuNetConfidence(BaseMethod):
         return scores
 
 
-@register_method(YUNET_CARD)
-def yunet_confidence(
-    card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any
-) -> YuNetConfidence:
-    reject_unknown(card, options, set(card.default_options))
-    return YuNetConfidence(card, {**card.default_options, **options})
+register_method(YUNET_CARD)(YuNetConfidence)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.registry import Card, register_method
-from fiqa_bench.types import FRModel
 
-from ._common import BaseMethod, reject_unknown, require_fr_model
+from ._common import BaseMethod
 
 FACE_NORM_CARD = Card(
     name="face_norm",
@@ -56,25 +54,12 @@ MAGFACE_CARD = Card(
 
 class EmbeddingNorm(BaseMethod):
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
-        return self.score_embeddings(self.fr_model.embed(images))
+        assert self.fr_model is not None
+        return self.raw_from_embeddings(self.fr_model.embed(images))
 
-    def score_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        # Direction is higher_better, so raw == oriented quality.
+    def raw_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         return np.linalg.norm(np.asarray(embeddings, dtype=np.float64), axis=1)
 
 
-def _factory(card: Card, fr_model: FRModel | None, options: dict[str, Any]) -> EmbeddingNorm:
-    reject_unknown(card, options, set())
-    return EmbeddingNorm(card, fr_model=require_fr_model(card, fr_model))
-
-
-@register_method(FACE_NORM_CARD)
-def face_norm(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-              fr_model: FRModel | None = None, **options: Any) -> EmbeddingNorm:
-    return _factory(card, fr_model, options)
-
-
-@register_method(MAGFACE_CARD)
-def magface(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-            fr_model: FRModel | None = None, **options: Any) -> EmbeddingNorm:
-    return _factory(card, fr_model, options)
+register_method(FACE_NORM_CARD)(EmbeddingNorm)
+register_method(MAGFACE_CARD)(EmbeddingNorm)

@@ -7,11 +7,25 @@ from typing import Any
 
 import numpy as np
 
-from fiqa_bench.errors import FiqaError
-from fiqa_bench.registry import Card, register_method
-from fiqa_bench.types import FRModel
+from fiqa_bench.registry import Card, Option, register_method
+from fiqa_bench.types import BuildContext
 
-from ._common import BaseMethod, reject_unknown, require_fr_model
+from ._common import BaseMethod
+
+
+def _positive(value: object) -> float:
+    x = float(value)  # type: ignore[arg-type]
+    if not x > 0:
+        raise ValueError("must be > 0")
+    return x
+
+
+def _count(value: object) -> int:
+    n = int(value)  # type: ignore[call-overload]
+    if n < 1 or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("needs a positive integer")
+    return n
+
 
 FACEQAN_CARD = Card(
     name="faceqan",
@@ -25,7 +39,13 @@ FACEQAN_CARD = Card(
     score_direction="higher_better",
     needs_fr_model="torch",
     exempt_degradations=(),
-    default_options={"eps": 1e-3, "steps": 5, "copies": 10, "power": 5, "seed": 0},  # power: an integer
+    options=(
+        Option("eps", 1e-3, "BIM step and noise amplitude, > 0, in the model's normalised input units", parse=_positive),
+        Option("steps", 5, "BIM steps per noisy copy, >= 1", parse=_count),
+        Option("copies", 10, "noisy copies per image, >= 1", parse=_count),
+        Option("power", 5, "exponent of the product, a positive integer", parse=_count),
+        Option("seed", 0, "integer seed of the per-image noise"),
+    ),
     notes=(
         "For each image: e0 = normalised embedding; `copies` noisy copies x + U(-eps, eps); on each, `steps` "
         "BIM steps x <- x - eps * sign(grad cos(e(x), e0)) (moving the embedding away, no projection); S = "
@@ -40,11 +60,11 @@ FACEQAN_CARD = Card(
 class FaceQan(BaseMethod):
     batch_size = 4  # x copies: 40 images through forward+backward at once
 
-    def __init__(self, card: Card, fr_model: FRModel, options: dict[str, Any]) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         from ._torch import torch_parts
 
-        super().__init__(card, options, fr_model=fr_model)
-        self.module, self.preprocess = torch_parts(card, fr_model)
+        super().__init__(ctx)
+        self.module, self.preprocess = torch_parts(ctx.card, ctx.fr_model)
 
     def _embed(self, x: Any) -> Any:
         import torch
@@ -95,13 +115,4 @@ class FaceQan(BaseMethod):
         return q.cpu().numpy()
 
 
-@register_method(FACEQAN_CARD)
-def faceqan(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-            fr_model: FRModel | None = None, **options: Any) -> FaceQan:
-    reject_unknown(card, options, set(card.default_options))
-    opts = {**card.default_options, **options}
-    if int(opts["power"]) != opts["power"] or int(opts["power"]) < 1:
-        raise FiqaError(f"faceqan: power={opts['power']}: use a positive integer (default 5).")
-    if float(opts["eps"]) <= 0 or int(opts["steps"]) < 1 or int(opts["copies"]) < 1:
-        raise FiqaError("faceqan: eps must be > 0 and steps, copies >= 1 (defaults eps=1e-3, steps=5, copies=10).")
-    return FaceQan(card, require_fr_model(card, fr_model), opts)
+register_method(FACEQAN_CARD)(FaceQan)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.errors import FiqaError
-from fiqa_bench.registry import Card, register_method
-from fiqa_bench.types import FRModel
+from fiqa_bench.registry import Card, Option, register_method
+from fiqa_bench.types import BuildContext
 
-from ._common import BaseMethod, reject_unknown, require_fr_model
+from ._common import BaseMethod
 
 VARIANTS = ("image", "layer1", "layer2", "layer3", "layer4")
 
@@ -26,8 +25,9 @@ GRAFIQS_CARD = Card(
     normalisation="that of the bound FR model (its card)",
     score_direction="lower_better",
     needs_fr_model="torch",
+    needs_capabilities=("batchnorm",),
     exempt_degradations=(),
-    default_options={"variant": "image"},
+    options=(Option("variant", "image", "gradient w.r.t. the input (image) or a stage output (layer1..layer4)", choices=VARIANTS),),
     notes=(
         "Forward hooks on every BatchNorm2d take the per-channel mean and biased variance of the BN input "
         "for each image; L = mean over BN layers of [MSE(mean, running_mean) + MSE(var, running_var)] "
@@ -43,12 +43,12 @@ GRAFIQS_CARD = Card(
 class GraFiqs(BaseMethod):
     batch_size = 16
 
-    def __init__(self, card: Card, fr_model: FRModel, options: dict[str, Any]) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         from ._torch import torch_parts
 
-        super().__init__(card, options, fr_model=fr_model)
-        self.module, self.preprocess = torch_parts(card, fr_model, need_batchnorm=True)
-        variant = options["variant"]
+        super().__init__(ctx)
+        self.module, self.preprocess = torch_parts(ctx.card, ctx.fr_model)
+        variant = ctx.options["variant"]
         if variant != "image" and not hasattr(self.module, variant):
             raise FiqaError(f"grafiqs: variant {variant!r} needs a model with a stage called {variant}; this one has none. Use variant=image.")
 
@@ -94,11 +94,4 @@ class GraFiqs(BaseMethod):
         return grad.abs().flatten(1).sum(1).double().cpu().numpy()
 
 
-@register_method(GRAFIQS_CARD)
-def grafiqs(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-            fr_model: FRModel | None = None, **options: Any) -> GraFiqs:
-    reject_unknown(card, options, set(card.default_options))
-    opts = {**card.default_options, **options}
-    if opts["variant"] not in VARIANTS:
-        raise FiqaError(f"grafiqs: variant {opts['variant']!r}; use one of {', '.join(VARIANTS)}.")
-    return GraFiqs(card, require_fr_model(card, fr_model), opts)
+register_method(GRAFIQS_CARD)(GraFiqs)

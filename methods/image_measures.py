@@ -7,14 +7,13 @@ crop: the face without the background corners and black warp borders).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import cv2
 import numpy as np
 
 from fiqa_bench.registry import Card, register_method
 
-from ._common import BaseMethod, face_region, grey, reject_unknown
+from ._common import BaseMethod, face_region, grey
 
 _REGION = "luma (BT.601) of the face region, rows 28..107 x cols 20..91 of the 112x112 aligned crop"
 
@@ -91,19 +90,6 @@ class Contrast(BaseMethod):
         return lum.reshape(len(images), -1).std(axis=1)
 
 
-@register_method(SHARPNESS_CARD)
-def sharpness(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> Sharpness:
-    reject_unknown(card, options, set())
-    return Sharpness(card)
-
-
-@register_method(EXPOSURE_CARD)
-def exposure(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> Exposure:
-    reject_unknown(card, options, set())
-    return Exposure(card)
-
-
-@register_method(CONTRAST_CARD)
-def contrast(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> Contrast:
-    reject_unknown(card, options, set())
-    return Contrast(card)
+register_method(SHARPNESS_CARD)(Sharpness)
+register_method(EXPOSURE_CARD)(Exposure)
+register_method(CONTRAST_CARD)(Contrast)

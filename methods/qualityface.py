@@ -13,14 +13,14 @@ ToTensor ([0, 1]) then Normalize(0.5, 0.5) -> [-1, 1].
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.errors import CheckpointError
-from fiqa_bench.registry import Card, WeightFile, register_method, resolve_weights
+from fiqa_bench.registry import Card, WeightFile, register_method
+from fiqa_bench.types import BuildContext
 
-from ._common import BaseMethod, reject_unknown
+from ._common import BaseMethod
 
 WEIGHTS = WeightFile(
     "last.pth",
@@ -58,11 +58,12 @@ QUALITYFACE_CARD = Card(
 class QualityFace(BaseMethod):
     batch_size = 64
 
-    def __init__(self, card: Card, path: Any, device: str) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         import torch
         import torchvision
 
-        super().__init__(card, weights_path=path)
+        super().__init__(ctx)
+        path, device = ctx.weights_file(), ctx.device
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # one line naming the file
@@ -102,7 +103,4 @@ class QualityFace(BaseMethod):
         return out.reshape(-1).double().cpu().numpy()
 
 
-@register_method(QUALITYFACE_CARD)
-def qualityface(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> QualityFace:
-    reject_unknown(card, options, set())
-    return QualityFace(card, resolve_weights(card, weights, weights_dir), device)
+register_method(QUALITYFACE_CARD)(QualityFace)

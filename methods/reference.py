@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from fiqa_bench.errors import FiqaError
-from fiqa_bench.registry import Card, register_method
-from fiqa_bench.types import FRModel
+from fiqa_bench.registry import Card, Option, register_method
 
-from ._common import BaseMethod, reject_unknown, stable_uniform
+from ._common import BaseMethod, stable_uniform
 
 RANDOM_CARD = Card(
     name="random",
@@ -25,7 +23,7 @@ RANDOM_CARD = Card(
     score_direction="higher_better",
     reference_line=True,
     exempt_degradations=("blur", "jpeg", "downscale", "occlude_eyes", "darken", "noise"),
-    default_options={"seed": 0},
+    options=(Option("seed", 0, "integer seed of the per-image hash"),),
     notes=(
         "q = first 64 bits of sha256(image bytes || seed) / 2^64, uniform in [0, 1): reproducible, "
         "independent of batch order, identical images get identical values. Blind to everything by design."
@@ -62,25 +60,16 @@ class RandomQuality(BaseMethod):
 
 
 class OracleQuality(BaseMethod):
-    def pair_quality(self, similarity: np.ndarray, genuine: np.ndarray) -> np.ndarray:
+    def raw_pair_quality(self, similarity: np.ndarray, genuine: np.ndarray) -> np.ndarray:
         sim = np.asarray(similarity, dtype=np.float64)
         return np.where(np.asarray(genuine, dtype=bool), sim, -sim)
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         raise FiqaError("oracle is a pair-level reference line with no per-image score; it is evaluated by pair_quality().")
 
-    def score_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+    def raw_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
         raise FiqaError("oracle is a pair-level reference line with no per-image score; it is evaluated by pair_quality().")
 
 
-@register_method(RANDOM_CARD)
-def random(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any) -> RandomQuality:
-    reject_unknown(card, options, set(card.default_options))
-    return RandomQuality(card, {**card.default_options, **options})
-
-
-@register_method(ORACLE_CARD)
-def oracle(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-           fr_model: FRModel | None = None, **options: Any) -> OracleQuality:
-    reject_unknown(card, options, set())
-    return OracleQuality(card, fr_model=fr_model)
+register_method(RANDOM_CARD)(RandomQuality)
+register_method(ORACLE_CARD)(OracleQuality)

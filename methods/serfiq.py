@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
-from fiqa_bench.errors import FiqaError
-from fiqa_bench.registry import Card, register_method
-from fiqa_bench.types import FRModel
+from fiqa_bench.registry import Card, Option, register_method
+from fiqa_bench.types import BuildContext
 
-from ._common import TORCH_SPLIT_MODELS, BaseMethod, reject_unknown, require_fr_model
+from ._common import BaseMethod
+
+
+def _at_least_two(value: object) -> int:
+    t = int(value)  # type: ignore[call-overload]
+    if t < 2 or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("needs an integer of at least 2")
+    return t
+
+
+def _rate(value: object) -> float:
+    p = float(value)  # type: ignore[arg-type]
+    if not 0.0 <= p < 1.0:
+        raise ValueError("the dropout rate must be in [0, 1)")
+    return p
+
 
 SERFIQ_CARD = Card(
     name="serfiq",
@@ -24,9 +37,13 @@ SERFIQ_CARD = Card(
     normalisation="that of the bound FR model (its card); the FR model's flip_tta/precision options are not used",
     score_direction="higher_better",
     needs_fr_model="torch",
-    supported_fr_models=TORCH_SPLIT_MODELS,
+    needs_capabilities=("embedding_head",),
     exempt_degradations=(),
-    default_options={"T": 100, "p": 0.5, "seed": 0},
+    options=(
+        Option("T", 100, "stochastic forward passes per image (>= 2)", parse=_at_least_two),
+        Option("p", 0.5, "dropout rate before the embedding layer, in [0, 1)", parse=_rate),
+        Option("seed", 0, "integer seed of the per-image dropout masks"),
+    ),
     notes=(
         "The backbone runs once per image; only dropout -> fc -> features is repeated T times. Each image's "
         "T dropout masks come from an RNG seeded by (seed, image bytes), so scores do not depend on batching. "
@@ -41,12 +58,11 @@ SERFIQ_CARD = Card(
 class SerFiq(BaseMethod):
     batch_size = 32
 
-    def __init__(self, card: Card, fr_model: FRModel, options: dict[str, Any]) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         from ._torch import torch_parts
 
-        super().__init__(card, options, fr_model=fr_model)
-        self.module, self.preprocess = torch_parts(card, fr_model, need_head_split=True)
-        self.device = getattr(fr_model, "device", "cpu")
+        super().__init__(ctx)
+        self.module, self.preprocess = torch_parts(ctx.card, ctx.fr_model)
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         import torch
@@ -67,8 +83,10 @@ class SerFiq(BaseMethod):
                         keep = torch.rand((t, flat.shape[1]), generator=g, device=flat.device) >= p
                         x = flat[i].unsqueeze(0) * keep / (1.0 - p)  # inverted dropout, as nn.Dropout
                     else:
-                        x = flat[i].unsqueeze(0).expand(t, -1)
+                        x = flat[i].unsqueeze(0)
                     emb = torch.nn.functional.normalize(embedding_of(module.forward_head(x)).float(), dim=1)
+                    if p == 0:  # T identical passes: one GEMM row, so d is exactly 0 at any thread count
+                        emb = emb[:1].expand(t, -1)
                     d = torch.pdist(emb.double()).mean() if t > 1 else torch.zeros((), dtype=torch.float64)
                     out[i] = float(2.0 * torch.sigmoid(-d))
         finally:
@@ -76,13 +94,4 @@ class SerFiq(BaseMethod):
         return out
 
 
-@register_method(SERFIQ_CARD)
-def serfiq(card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu",
-           fr_model: FRModel | None = None, **options: Any) -> SerFiq:
-    reject_unknown(card, options, set(card.default_options))
-    opts = {**card.default_options, **options}
-    if int(opts["T"]) < 2:
-        raise FiqaError(f"serfiq: T={opts['T']}: needs at least 2 stochastic passes (default 100).")
-    if not 0.0 <= float(opts["p"]) < 1.0:
-        raise FiqaError(f"serfiq: p={opts['p']}: the dropout rate must be in [0, 1).")
-    return SerFiq(card, require_fr_model(card, fr_model), opts)
+register_method(SERFIQ_CARD)(SerFiq)

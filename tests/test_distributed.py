@@ -35,15 +35,14 @@ RUNNER = textwrap.dedent(
     class TinyNet(FRModel):
         card = CARD
 
-        def __init__(self) -> None:
+        def __init__(self, ctx=None) -> None:
+            super().__init__(ctx)
             torch.manual_seed(0)
             self.net = torch.nn.Sequential(
                 torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.BatchNorm2d(8), torch.nn.PReLU(8),
                 torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(),
                 torch.nn.Linear(256, 32),
             ).eval()
-            self.weights_path = None
-            self.options = {}
 
         def _embed_batch(self, images: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -54,8 +53,8 @@ RUNNER = textwrap.dedent(
 
 
     @register_fr_model(CARD)
-    def tinynet(card, weights=None, device="cpu", **options):
-        return TinyNet()
+    def tinynet(ctx):
+        return TinyNet(ctx)
 
 
     if __name__ == "__main__":

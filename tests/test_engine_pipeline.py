@@ -116,13 +116,10 @@ def test_method_unusable_on_a_dataset_is_reported_not_fatal(lfw_run: dict[str, P
     card = Card(name="needs_something_else", kind="method", summary="test: unusable on every dataset")
 
     class Unusable(QualityMethod):
-        def __init__(self, card: Card, **options: object) -> None:
-            self.card, self.options, self.weights_path = card, options, None
-
         def _raw_batch(self, images: np.ndarray, meta: object) -> np.ndarray:
             raise UnsupportedCombinationError("needs_something_else: this dataset lacks what it needs")
 
-    METHODS.add(card, lambda card, **kw: Unusable(card))
+    METHODS.add(card, Unusable)
     try:
         out = lfw_run["out"].parent / "out_unusable"
         results = fiqa_bench.run(

@@ -108,7 +108,7 @@ def test_channels_last_and_bf16_options(r18_path: Path, model: TorchFRModel, fac
 def test_bad_options_are_one_line_errors(r18_path: Path, model: TorchFRModel) -> None:
     with pytest.raises(FiqaError, match="fp16 needs a CUDA device"):
         fiqa_bench.get_fr_model(f"crfiqa:{r18_path}", device="cpu", precision="fp16")
-    with pytest.raises(FiqaError, match="precision 'fp8'"):
+    with pytest.raises(FiqaError, match="precision='fp8'"):
         fiqa_bench.get_fr_model(f"crfiqa:{r18_path}", device="cpu", precision="fp8")
     with pytest.raises(FiqaError, match="unknown option"):
         fiqa_bench.get_fr_model(f"crfiqa:{r18_path}", device="cpu", dropout=0.5)

@@ -74,7 +74,7 @@ def test_rejects_a_tampered_model_file(tmp_path):
     (tmp_path / "normalize.pickle").write_bytes(b"")
     with pytest.raises(fb.FiqaError, match="epsilon_svr"):
         fb.get_method("brisque", weights=bad)
-    good = METHODS.get("brisque").factory(METHODS.card("brisque"))  # the packaged files
+    good = fb.get_method("brisque")  # the packaged files
     bad.write_text(good.weights_path.read_text())
     with pytest.raises(fb.FiqaError, match="scale file"):
         fb.get_method("brisque", weights=bad)

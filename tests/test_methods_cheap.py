@@ -136,8 +136,9 @@ def test_random_and_oracle_reference_lines(aligned_lfw_sample):
     assert METHODS.card("random").reference_line and METHODS.card("oracle").reference_line
     card = METHODS.card("oracle")
     assert card.pair_level and card.needs_fr_model == "embeddings"
-    entry = METHODS.get("oracle")
-    oracle = entry.factory(card, fr_model=None)
+    from fiqa_bench.types import BuildContext
+
+    oracle = METHODS.get("oracle").factory(BuildContext(card))
     pq = oracle.pair_quality(np.array([0.9, 0.1, 0.8, -0.2]), np.array([True, True, False, False]))
     assert np.allclose(pq, [0.9, 0.1, -0.8, 0.2])
     with pytest.raises(FiqaError):
@@ -146,7 +147,9 @@ def test_random_and_oracle_reference_lines(aligned_lfw_sample):
 
 def test_face_norm_from_embeddings():
     card = METHODS.card("face_norm")
-    m = METHODS.get("face_norm").factory(card, fr_model=object())
+    from fiqa_bench.types import BuildContext
+
+    m = METHODS.get("face_norm").factory(BuildContext(card, fr_model=object()))
     emb = np.array([[3.0, 4.0], [0.0, 2.0]])
     assert np.allclose(m.score_embeddings(emb), [5.0, 2.0])
     with pytest.raises(UnsupportedCombinationError):

@@ -167,8 +167,10 @@ def test_grafiqs_hand_computed_on_tiny_net():
         def preprocess(self, images):
             return _normalise(images)
 
+    from fiqa_bench.types import BuildContext
+
     card = METHODS.card("grafiqs")
-    m = METHODS.get("grafiqs").factory(card, fr_model=Fake())
+    m = METHODS.get("grafiqs").factory(BuildContext(card, card.resolve_options(), fr_model=Fake()))
     rng = np.random.default_rng(0)
     im = rng.integers(0, 256, (1, 4, 5, 3), dtype=np.uint8)
     x = _normalise(im).double().requires_grad_(True)

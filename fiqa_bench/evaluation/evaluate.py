@@ -28,9 +28,12 @@ EDC_MAX_POINTS = 501  # curves.csv gets the exact EDC steps up to this many, els
 
 
 def pair_quality(image_quality: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pair quality = the lower of the two images' qualities (higher = better)."""
+    """Pair quality = the lower of the two images' qualities (higher = better); the rule is
+    :func:`fiqa_bench.types.pair_quality_min`."""
+    from ..types import pair_quality_min
+
     q = np.asarray(image_quality)
-    return np.minimum(q[np.asarray(a)], q[np.asarray(b)])
+    return pair_quality_min(q[np.asarray(a)], q[np.asarray(b)])
 
 
 def normalised_pair_rows(emb: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
