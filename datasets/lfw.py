@@ -193,7 +193,8 @@ class LFWFolder(Dataset):
         faces = FaceSet(
             ids=[f"lfw/{i}" for i in ids],
             loader=lambda i: crops[i],
-            meta={"det_score": det_score, "landmarks": landmarks},
+            # Measured landmarks only (NaN where no face was found; the crop used the set's mean landmarks).
+            meta={"det_score": det_score, "landmarks": np.where((failed == 0)[:, None, None], landmarks, np.nan)},
         )
         return LoadedDataset(
             name="lfw",

@@ -30,6 +30,7 @@ from .cache import Cache
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
 from .naming import pairs_file_name
+from .preflight import check_counts, preflight
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
 from .types import FRModel, LoadedDataset, QualityMethod, Templates
@@ -87,6 +88,10 @@ class RunConfig:
             DATASETS.get(name)
         if not model_names:
             raise FiqaError("--models: no FR model left to run. Name one, e.g. --models sface.")
+        batch_size, workers, bootstrap, seed = check_counts(
+            batch_size=kw.get("batch_size") if kw.get("batch_size") is not None else 64,
+            workers=kw.get("workers") or 0, bootstrap=kw.get("bootstrap") or 0, seed=kw.get("seed") or 0,
+        )  # fmt: skip
         return cls(
             methods=[parse_method_spec(m, options) for m in method_names],
             models=model_names,
@@ -94,8 +99,8 @@ class RunConfig:
             fmrs=parse_fmrs(kw.get("fmr")),
             out=Path(kw.get("out") or DEFAULT_OUT).expanduser(),
             device=kw.get("device") or "auto",
-            batch_size=int(kw.get("batch_size") or 64),
-            workers=int(kw.get("workers") or 0),
+            batch_size=batch_size,
+            workers=workers,
             data_root=Path(kw["data_root"]).expanduser() if kw.get("data_root") else None,
             weights_dir=Path(weights_dir).expanduser() if weights_dir else None,
             weights=weights,
@@ -104,8 +109,8 @@ class RunConfig:
             skip_bad=bool(kw.get("skip_bad")),
             report=kw.get("report", True),
             progress=kw.get("progress", True),
-            seed=int(kw.get("seed") or 0),
-            bootstrap=int(kw.get("bootstrap") or 0),
+            seed=seed,
+            bootstrap=bootstrap,
             not_available=not_available,
             methods_from_all=frozenset(from_all - set(split_list(kw.get("methods")))),
         )
@@ -297,6 +302,7 @@ def _build_models(config: RunConfig, names: set[str]) -> dict[str, FRModel]:
 
 def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[dict[str, str]]) -> list[BoundMethod]:
     bound: list[BoundMethod] = []
+    unusable: list[str] = []  # named methods that fit none of the run's FR models: all listed, then stop
     for spec in config.methods:
         card = METHODS.card(spec.name)
         targets: list[str | None]
@@ -333,13 +339,16 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
             log.warning("not evaluated: %s: %s", spec.label, why)
             continue
         if not built:
-            raise UnsupportedCombinationError(
-                f"{spec.label}: no usable FR model among --models {','.join(config.models)}: {errors[0]} "
-                f"Bind one explicitly, e.g. --methods {spec.name}@<fr_model>."
-            )
+            unusable.append(f"{spec.label}: {errors[0]} Bind one explicitly, e.g. --methods {spec.name}@<fr_model>.")
+            continue
         for e in errors:
             skipped.append({"kind": "combination", "name": spec.label, "why": e})
             log.warning("not evaluated: %s", e)
+    if unusable:
+        raise UnsupportedCombinationError(
+            f"no usable FR model among --models {','.join(config.models)} for {len(unusable)} method(s) you named "
+            "(nothing was computed): " + " | ".join(unusable)
+        )
     return bound
 
 
@@ -374,6 +383,12 @@ def run_pipeline(config: RunConfig) -> Any:
     for item in config.not_available:
         _echo(f"not run ({item['kind']} {item['name']}): {item['why']}", config.progress)
 
+    # Everything missing (weights, packages, datasets, --weights typos) in one message before any work.
+    preflight(
+        models=config.models, methods=config.methods, datasets=config.datasets, weights=config.weights,
+        weights_dir=config.weights_dir, data_root=config.data_root,
+        dataset_options={d: config.options_for(DATASETS, d) for d in config.datasets},
+    )  # fmt: skip
     # Build every model and method before touching data: missing weights fail fast, in one line.
     model_names = set(config.models)
     model_names |= {s.bound_fr_model for s in config.methods if s.bound_fr_model}

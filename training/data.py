@@ -10,14 +10,16 @@ number of DataLoader workers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from fiqa_bench.errors import DataFormatError, MissingDataError
+from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
 from fiqa_bench.faces import decode_rgb
 
 from .recordio import RecordIOReader
@@ -66,11 +68,17 @@ class RecordIOFaceDataset(Dataset):
         prop = folder / "property"
         if prop.is_file():
             try:
-                return int(prop.read_text().split(",")[0])
+                n = int(prop.read_text().split(",")[0])
             except ValueError:
                 raise DataFormatError(
                     prop, "expected 'num_classes,height,width'", "rewrite the property file"
                 ) from None
+            if n < max(n_ident, 1):
+                raise DataFormatError(
+                    prop, f"says {n} classes but {self.reader.rec_path.name} holds {n_ident} identity records",
+                    f"write {n_ident} as its first number (or delete it: the count is then read from the data)",
+                )
+            return n
         if n_ident > 0:
             return n_ident
         # No metadata: read every header once (slow for millions of images, exact).
@@ -227,3 +235,25 @@ class FlipSampler(DistributedSampler):
 def batches_per_epoch(n: int, world_size: int, batch_size: int) -> int:
     """As DistributedSampler (padded to a multiple of world size) + DataLoader(drop_last=True)."""
     return math.ceil(n / world_size) // batch_size
+
+
+_WORKER_ERROR = re.compile(r"^fiqa_bench\.errors\.\w+: (.+)$", re.MULTILINE)
+
+
+def one_line_worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate a DataLoader; an error a worker process raised as a fiqa-bench error (bad record, bad
+    image) arrives wrapped in torch's worker traceback: re-raise it as its own one-line FiqaError."""
+    it = iter(loader)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except FiqaError:
+            raise
+        except Exception as exc:
+            found = _WORKER_ERROR.findall(str(exc))
+            if "DataLoader worker" in str(exc) and found:
+                raise FiqaError(found[-1].strip()) from None
+            raise
+        yield item

@@ -97,7 +97,9 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         raise FiqaError(
             "fiqa-bench train: no training data; pass --data DIR (train.rec/train.idx or image folders)"
         )
-    return cfg
+    from .config import validate_config
+
+    return validate_config(cfg)
 
 
 def build_backbone(cfg: dict[str, Any]) -> Any:
@@ -263,7 +265,7 @@ def train(
     from tqdm import tqdm
 
     from .config import lr_multiplier, scaled_lr
-    from .data import FlipSampler, batches_per_epoch, build_dataset
+    from .data import FlipSampler, batches_per_epoch, build_dataset, one_line_worker_errors
     from .loss import CRFIQAHead
 
     dist_env = Distributed(device_arg)
@@ -275,6 +277,11 @@ def train(
 
     dataset = build_dataset(str(cfg["data"]), int(cfg.get("image_size", 112)), seed)
     num_classes = int(cfg["num_classes"]) or int(dataset.num_classes)
+    if num_classes < int(dataset.num_classes):  # labels >= num_classes would fail deep inside the loss
+        raise FiqaError(
+            f"{cfg['data']}: num_classes {num_classes} is below the {dataset.num_classes} identities the data "
+            "holds; drop --num-classes (0 = from the data) or set it to at least that."
+        )
     # Same initial weights on every rank (DDP would broadcast rank 0's anyway), then per-rank streams.
     torch.manual_seed(seed)
     backbone = build_backbone(cfg).to(device)
@@ -454,7 +461,7 @@ def train(
         )
         batch = first
         t0, seen = time.perf_counter(), 0
-        for images, labels in loader:
+        for images, labels in one_line_worker_errors(loader):
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(
