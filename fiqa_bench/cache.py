@@ -467,6 +467,7 @@ class SlotWriter:
         self.rows_written = 0
         self.rows_not_cached = 0
         self.chunks_written = 0
+        self._meta_written = False
 
     def add(self, ids: list[str], values: np.ndarray) -> None:
         values = np.asarray(values)
@@ -478,6 +479,9 @@ class SlotWriter:
             self.flush()
 
     def _write_meta(self, values: np.ndarray) -> None:
+        if self._meta_written:
+            return
+        self._meta_written = True
         meta = self.slot.dir / "slot.json"
         rec = self.slot._recorded()
         if rec.get("row_shape") is not None and rec.get("dtype"):
@@ -647,10 +651,11 @@ def cached_crops(
                 tmp.mkdir()
                 out = np.lib.format.open_memmap(tmp / "crops.npy", mode="w+", dtype=np.uint8, shape=shape)
                 _reserve(tmp / "crops.npy")  # a full disk is an error now, not a SIGBUS while filling
-                meta = compute(out)
+            meta = compute(out)  # (its own errors are not disk-write errors)
+            with writing(tmp, int(np.prod(shape)), "--cache-dir"):
                 out.flush()
-                digest = array_digest(out)
-                del out
+            digest = array_digest(out)
+            del out
             save_checksummed_npz(tmp / "meta.npz", crops_digest=np.array(digest), **meta)
             publish_dir(tmp, final)
         finally:
