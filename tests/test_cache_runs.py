@@ -77,7 +77,7 @@ def _run_until(cache: Path, out: Path, rows: int, sig: int) -> tuple[int, int, b
         if seen >= rows:
             proc.send_signal(sig)
             break
-    rest, _ = proc.communicate(timeout=300)
+    _, rest = proc.communicate(timeout=300)
     err += rest or b""
     assert 0 < seen < total, "the run finished before it could be killed; raise the total or lower rows"
     return seen, total, err + b"\nexit %d" % proc.returncode
