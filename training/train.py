@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers per process")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
-    p.add_argument("--resume", help="a <step>state.pt file, or 'auto' = the latest one in --out")
+    p.add_argument("--resume", help="a <step>state.pt file, or 'auto' = the latest readable one in --out (a damaged newer one is reported and skipped)")
     p.add_argument(
         "--verify-dir", help="folder holding <name>.bin verification sets (default: the data folder)"
     )
