@@ -120,15 +120,18 @@ def writing(path: Path, needed: int | None = None, option: str = "") -> Iterator
         raise disk_error(exc, Path(exc.filename) if exc.filename else path, needed, option) from None
 
 
-def ensure_writable_dir(path: Path, option: str = "") -> Path:
-    """Create ``path`` (and parents) if needed and prove it takes a file; a DiskWriteError otherwise.
-    Run before any work so a read-only or mistaken folder fails in a second, not after hours."""
+def ensure_writable_dir(path: Path, option: str = "", keep: bool = True) -> Path:
+    """Prove that ``path`` is (or can become) a folder that takes a file; a DiskWriteError otherwise.
+    Run before any work so a read-only or mistaken folder fails in a second, not after hours. With
+    ``keep=False`` the folders this check had to create are removed again (created for real once the
+    first result is written, so a run that fails early leaves no empty folder)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DiskWriteError(
             f"{path}: is a file, not a folder. Fix: remove it or name a folder"
             + (f" with {option}." if option else ".")
         )
+    created = [p for p in (path, *path.parents) if not p.exists()]
     with writing(path, 1, option):
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".probe.{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
@@ -137,6 +140,10 @@ def ensure_writable_dir(path: Path, option: str = "") -> Path:
                 f.write(b"\0")
         finally:
             probe.unlink(missing_ok=True)
+            if not keep:
+                for p in created:  # deepest first
+                    with contextlib.suppress(OSError):
+                        p.rmdir()
     return path
 
 

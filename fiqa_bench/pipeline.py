@@ -378,7 +378,7 @@ def run_pipeline(config: RunConfig) -> Any:
     timings: dict[str, float] = {}
     cache = Cache(config.cache_dir)
     # A read-only, missing or mistaken --out / --cache-dir fails now, in one line, not after the work.
-    ensure_writable_dir(config.out, "--out")
+    ensure_writable_dir(config.out, "--out", keep=False)
     ensure_writable_dir(cache.root, "--cache-dir")
     not_evaluated: list[dict[str, str]] = list(config.not_available)
     for item in config.not_available:
@@ -393,7 +393,7 @@ def run_pipeline(config: RunConfig) -> Any:
     timings["build"] = time.perf_counter() - t0
 
     with writing(config.out / "pairs", None, "--out"):
-        (config.out / "pairs").mkdir(exist_ok=True)
+        (config.out / "pairs").mkdir(parents=True, exist_ok=True)
     all_rows: list[dict[str, Any]] = []
     all_curves: list[pd.DataFrame] = []
     datasets_info: dict[str, Any] = {}

@@ -310,3 +310,10 @@ def test_read_only_folder_and_file_in_the_way_are_one_line(
         ensure_writable_dir(tmp_path / "cache", "--cache-dir")
     assert "\n" not in str(info.value)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_out_check_leaves_no_empty_folder(tmp_path: Path) -> None:
+    ensure_writable_dir(tmp_path / "a" / "b", "--out", keep=False)
+    assert not (tmp_path / "a").exists()
+    ensure_writable_dir(tmp_path / "c", "--cache-dir")
+    assert (tmp_path / "c").is_dir() and not list((tmp_path / "c").iterdir())
