@@ -297,29 +297,18 @@ def _aligned_crops(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Aligned crops (memory-mapped from the cache when present) + status/score/landmarks per image."""
     from fiqa_bench.align import align_sources
-    from fiqa_bench.cache import atomic_save_npz, default_cache_dir
+    from fiqa_bench.cache import cached_crops, default_cache_dir
 
     folder = Path(cache_dir or default_cache_dir()) / "v1" / "aligned"
     stem = f"{name.replace(':', '_').replace('/', '_')}-{fingerprint}"
-    crops_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.meta.npz"
-    n = len(table)
-    if crops_path.is_file() and meta_path.is_file():
-        try:
-            crops = np.load(crops_path, mmap_mode="r")
-            with np.load(meta_path, allow_pickle=False) as z:
-                if crops.shape == (n, ALIGNED_SIZE, ALIGNED_SIZE, 3) and len(z["status"]) == n:
-                    return crops, z["status"], z["det_score"], z["landmarks"]
-        except (OSError, ValueError, KeyError):
-            pass  # broken cache: recompute
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}.npy.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, ALIGNED_SIZE, ALIGNED_SIZE, 3))
-    res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
-    out.flush()
-    del out
-    tmp.replace(crops_path)
-    atomic_save_npz(meta_path, status=res.status, det_score=res.det_score, landmarks=res.landmarks)
-    return np.load(crops_path, mmap_mode="r"), res.status, res.det_score, res.landmarks
+
+    def compute(out: np.ndarray) -> dict[str, np.ndarray]:
+        res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
+        return {"status": res.status, "det_score": res.det_score, "landmarks": res.landmarks}
+
+    # Verified on every read (shape, dtype, checksums), rebuilt when damaged, safe under concurrent runs.
+    crops, meta = cached_crops(folder / stem, (len(table), ALIGNED_SIZE, ALIGNED_SIZE, 3), compute)
+    return crops, meta["status"], meta["det_score"], meta["landmarks"]
 
 
 # -- assembling the loaded dataset ------------------------------------------------------------------
