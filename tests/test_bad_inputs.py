@@ -291,3 +291,96 @@ def test_long_row_names_its_line(faces: dict, tmp_path: Path) -> None:
     (img / "long.csv").write_text("image_a,image_b,genuine\n" + "\n".join(rows) + "\n")
     with pytest.raises(DataFormatError, match=r"long\.csv:5: has 5 fields where the header has 3"):
         _load(img / "long.csv")
+
+
+# -- evaluate: comparison and quality files -----------------------------------------------------------
+
+
+def _cmp_rows(faces: dict) -> list[str]:
+    return [f"{a},{b},{0.8 - i / 50 if g else 0.1 + i / 50},{g}" for i, (a, b, g) in enumerate(faces["pairs"])]
+
+
+def _evaluate(cmp: Path, *qualities: Path) -> tuple[int, list[str]]:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "fiqa-bench"
+    r = subprocess.run([str(exe), "evaluate", str(cmp), *map(str, qualities), "--fmr", "0.25", "--quiet"], capture_output=True, text=True)
+    return r.returncode, (r.stdout + r.stderr).strip().splitlines()
+
+
+@pytest.fixture()
+def quality_csv(faces: dict, tmp_path: Path) -> Path:
+    path = tmp_path / "q.csv"
+    path.write_text("image,quality\n" + "".join(f"{n},{(i * 7) % 8}\n" for i, n in enumerate(faces["names"])))
+    return path
+
+
+@pytest.mark.parametrize("fault", list(PAIR_FAULTS))
+def test_evaluate_comparison_pair_faults(faces: dict, tmp_path: Path, quality_csv: Path, fault: str) -> None:
+    from fiqa_bench.precomputed import evaluate_files
+
+    make, match = PAIR_FAULTS[fault]
+    a, b, g = make(faces["pairs"][0])
+    cmp = tmp_path / "cmp.csv"
+    cmp.write_text("image_a,image_b,similarity,genuine\n" + "\n".join([*_cmp_rows(faces), f"{a},{b},0.5,{g}"]) + "\n")
+    with pytest.raises(DataFormatError, match=rf"cmp\.csv:10: .*{match}"):
+        evaluate_files(cmp, [quality_csv], fmr=[0.25], report=False)
+
+
+def test_evaluate_cli_pair_fault_is_one_line_exit_2(faces: dict, tmp_path: Path, quality_csv: Path) -> None:
+    cmp = tmp_path / "cmp.csv"
+    cmp.write_text("image_a,image_b,similarity,genuine\n" + "\n".join([*_cmp_rows(faces), _cmp_rows(faces)[0]]) + "\n")
+    rc, out = _evaluate(cmp, quality_csv)
+    assert rc == 2 and len(out) == 1 and "cmp.csv:10: pair" in out[0] and "repeats line 2" in out[0]
+
+
+def test_evaluate_formats_accepted(faces: dict, tmp_path: Path, quality_csv: Path) -> None:
+    """';' separators, 1.0/-1 labels and whitespace quality files (CR-FIQA, SER-FIQ, MagFace) give the same
+    table as the plain CSVs."""
+    from fiqa_bench.precomputed import evaluate_files
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text("image_a,image_b,similarity,genuine\n" + "\n".join(_cmp_rows(faces)) + "\n")
+    semi = tmp_path / "semi.csv"
+    rows = [r.rsplit(",", 1)[0] + ("," + ("1.0" if r.endswith(",1") else "-1")) for r in _cmp_rows(faces)]
+    semi.write_text("image_a;image_b;similarity;genuine\n" + "\n".join(r.replace(",", ";") for r in rows) + "\n")
+    q = {n: float((i * 7) % 8) for i, n in enumerate(faces["names"])}
+    crfiqa = tmp_path / "crfiqa.txt"  # getQualityScore.py: "path score", no header
+    crfiqa.write_text("".join(f"{n} {v}\n" for n, v in q.items()))
+    magface = tmp_path / "magface.list"  # gen_feat.py: "path f1 ... f512", quality = ||f||
+    magface.write_text("".join(f"{n} " + " ".join([str(v / np.sqrt(512))] * 512) + "\n" for n, v in q.items()))
+    want = evaluate_files(plain, {"q": quality_csv}, fmr=[0.25], report=False)["auc"].tolist()
+    assert evaluate_files(semi, {"q": quality_csv}, fmr=[0.25], report=False)["auc"].tolist() == want
+    assert evaluate_files(plain, {"q": crfiqa}, fmr=[0.25], report=False)["auc"].tolist() == want
+    assert np.allclose(evaluate_files(plain, {"q": magface}, fmr=[0.25], report=False)["auc"], want)
+
+
+def test_evaluate_short_row_header_only_and_latin1(faces: dict, tmp_path: Path, quality_csv: Path) -> None:
+    from fiqa_bench.precomputed import evaluate_files
+
+    rows = _cmp_rows(faces)
+    rows.insert(3, f"{faces['names'][0]},{faces['names'][1]},0.5")  # line 5
+    (tmp_path / "short.csv").write_text("image_a,image_b,similarity,genuine\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=r"short\.csv:5: has 3 field\(s\) where the header has 4"):
+        evaluate_files(tmp_path / "short.csv", [quality_csv], report=False)
+    (tmp_path / "empty.csv").write_text("image_a,image_b,similarity,genuine\n")
+    with pytest.raises(DataFormatError, match=r"empty\.csv: has a header but no rows"):
+        evaluate_files(tmp_path / "empty.csv", [quality_csv], report=False)
+    text = "image_a,image_b,similarity,genuine\n" + "\n".join(_cmp_rows(faces)) + "\n"
+    (tmp_path / "latin1.csv").write_bytes(text.encode() + "# café\n".encode("latin-1").replace(b"# ", b""))
+    with pytest.raises(DataFormatError, match=r"latin1\.csv:10: has 1 field"):  # read (Latin-1), then judged
+        evaluate_files(tmp_path / "latin1.csv", [quality_csv], report=False)
+    (tmp_path / "latin1.csv").write_bytes(text.replace(faces["names"][7], "Jos\xe9/x.jpg").encode("latin-1"))
+    q2 = tmp_path / "q2.csv"
+    q2.write_text(quality_csv.read_text().replace(faces["names"][7], "José/x.jpg"))
+    assert len(evaluate_files(tmp_path / "latin1.csv", [q2], fmr=[0.25], report=False))
+
+
+def test_quality_file_appended_twice_names_both_lines(faces: dict, tmp_path: Path) -> None:
+    from fiqa_bench.precomputed import read_qualities
+
+    once = "".join(f"{n} 0.5\n" for n in faces["names"])
+    (tmp_path / "twice.txt").write_text(once + once)  # CR-FIQA's script opens its score file with "a"
+    with pytest.raises(DataFormatError, match=r"twice\.txt:9: image .* listed twice \(first on line 1\)"):
+        read_qualities(tmp_path / "twice.txt")
