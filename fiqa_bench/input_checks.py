@@ -218,7 +218,8 @@ def parse_labels(
     with the default words."""
     import pandas as pd
 
-    s = pd.Series(np.asarray(values, dtype=object)).astype(str).str.strip().str.lower()
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))  # a handful of distinct labels
+    s = pd.Series(uniques, dtype=object).astype(str).str.strip().str.lower()
     is_g, is_i = np.array(s.isin(genuine), dtype=bool), np.array(s.isin(impostor), dtype=bool)
     rest = ~(is_g | is_i)
     if rest.any():
@@ -226,7 +227,8 @@ def parse_labels(
         g_num, i_num = _numeric(genuine), _numeric(impostor)
         is_g[rest] = np.isin(num, list(g_num)) if g_num else False
         is_i[rest] = np.isin(num, list(i_num)) if i_num else False
-    return is_g, ~(is_g | is_i)
+    g, known = is_g[codes], (is_g | is_i)[codes]
+    return g, ~known
 
 
 # -- tables ---------------------------------------------------------------------------------------
@@ -248,6 +250,14 @@ def sniff_delimiter(line: str, suffix: str = "") -> str:
     counts = {d: len(_fields(line, d)) for d in DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] > 1 else "whitespace"
+
+
+def _padded(text: str, delimiter: str) -> bool:
+    """Does any field start or end with a blank? (a few substring scans of the text, no regex)."""
+    for b in (" ", "\t") if delimiter != "\t" else (" ",):
+        if text.startswith(b) or any(x in text for x in (b + delimiter, delimiter + b, b + "\n", "\n" + b, b + "\r")):
+            return True
+    return False
 
 
 def delimiter_name(delimiter: str) -> str:
@@ -360,7 +370,8 @@ def read_table(
         ) from None
     first_row_line = head_no + 1 if header else head_no
     lines = np.arange(len(df), dtype=np.int64) + first_row_line
-    df = df.apply(lambda s: s.str.strip())
+    if delim != "whitespace" and _padded(text, delim):  # stripping 20M strings costs seconds: only when needed
+        df = df.apply(lambda s: s.str.strip())
     drop = np.array((df == "").all(axis=1), dtype=bool)
     if comments:
         drop |= np.array(df[0].str.startswith("#"), dtype=bool)
