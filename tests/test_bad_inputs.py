@@ -384,3 +384,21 @@ def test_quality_file_appended_twice_names_both_lines(faces: dict, tmp_path: Pat
     (tmp_path / "twice.txt").write_text(once + once)  # CR-FIQA's script opens its score file with "a"
     with pytest.raises(DataFormatError, match=r"twice\.txt:9: image .* listed twice \(first on line 1\)"):
         read_qualities(tmp_path / "twice.txt")
+
+
+def test_dataloader_worker_error_is_one_line() -> None:
+    from torch.utils.data import DataLoader, Dataset
+
+    from fiqa_bench.errors import FiqaError
+    from fiqa_bench.training.data import worker_errors
+
+    class Broken(Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> int:
+            raise DataFormatError("/x/train.rec", f"record key {i} holds no decodable image", "pack the set again")
+
+    with pytest.raises(FiqaError) as exc:
+        list(worker_errors(DataLoader(Broken(), num_workers=1)))
+    assert str(exc.value) == "/x/train.rec: record key 0 holds no decodable image. Fix: pack the set again"
