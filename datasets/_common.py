@@ -22,12 +22,13 @@ from tqdm.auto import tqdm
 
 from fiqa_bench.errors import DataFormatError, FiqaError
 from fiqa_bench.faces import decode_rgb
+from fiqa_bench.input_checks import SKIP_HINT, BadInputs, decode_checked
 from fiqa_bench.types import ALIGNED_SIZE, FaceSet, LoadedDataset, Pairs, Skipped
 
 log = logging.getLogger("fiqa_bench.datasets")
 
 N_FOLDS = 10
-SKIP_HINT = "pass --skip-bad (skip_bad=True) to leave its pairs out (counted and reported)"
+__all__ = ["SKIP_HINT"]  # re-exported for the dataset modules
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -152,15 +153,16 @@ class PreparedFaces:
     table_ids: list[str] = field(default_factory=list)  # ids of every table row (kept or not)
 
 
-def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> list[tuple[int, int] | None]:
-    """Decode every image once (to check it); H, W per image or None when undecodable."""
+def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> list[tuple[int, int] | str]:
+    """Decode every image once (to check it); H, W per image, or why it cannot be used (empty, not an
+    image file, corrupt: fiqa_bench.input_checks.decode_checked)."""
 
-    def shape(b: bytes) -> tuple[int, int] | None:
-        rgb = decode_rgb(b)
-        return None if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
+    def shape(b: bytes) -> tuple[int, int] | str:
+        rgb, why = decode_checked(b)
+        return why if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
 
     bar = tqdm(total=len(blobs), desc=desc, unit="img", disable=not progress)
-    out: list[tuple[int, int] | None] = []
+    out: list[tuple[int, int] | str] = []
     try:
         if workers > 1 and len(blobs) > 64:
             with ThreadPoolExecutor(workers) as pool:
@@ -222,16 +224,20 @@ def prepare_faces(
     """
     if no_face not in ("mean_landmarks", "drop"):
         raise FiqaError(f"{name}: option no_face={no_face!r} must be 'mean_landmarks' or 'drop'.")
-    shapes = _shapes(table.blobs, workers, progress, f"{name}: check images")
-    skipped: list[Skipped] = []
+    decoded = _shapes(table.blobs, workers, progress, f"{name}: check images")
+    policy = BadInputs(skip_bad, hint="" if fix else SKIP_HINT)
     bad: set[int] = set()
-    for i, s in enumerate(shapes):
-        if s is None:
-            why = "cannot be decoded as a JPEG/PNG image"
-            if not skip_bad:
-                raise DataFormatError(table.where[i], why, fix or f"replace the image or {SKIP_HINT}")
-            skipped.append(Skipped("image", table.where[i], why + "; its pairs are left out"))
+    for i, s in enumerate(decoded):
+        if isinstance(s, str):
+            policy.bad(
+                "image",
+                table.where[i],
+                s + ("; its pairs are left out" if skip_bad else ""),
+                fix or "replace the image",
+            )
             bad.add(i)
+    skipped = policy.skipped
+    shapes = [None if isinstance(s, str) else s for s in decoded]
     good_shapes = [s for s in shapes if s is not None]
     auto = aligned == "auto"
     if auto:
@@ -338,6 +344,18 @@ def assemble(
     for k in np.flatnonzero(~ok):
         gone = [prepared.table_ids[int(x)] for x, y in ((a[k], a_new[k]), (b[k], b_new[k])) if y < 0]
         all_skipped.append(Skipped("pair", pair_where[k], f"left out: image {', '.join(gone)} is unusable"))
+    if len(ok) and not ok.any() or not len(ok) and all_skipped:
+        counts: dict[str, int] = {}
+        for s in all_skipped:
+            counts[s.what] = counts.get(s.what, 0) + 1
+        first = next((s for s in all_skipped if s.what != "face"), all_skipped[0] if all_skipped else None)
+        raise DataFormatError(
+            source,
+            f"every pair was left out ({', '.join(f'{v} {k}(s) skipped' for k, v in sorted(counts.items()))}"
+            + (f"; first: {first.where}: {first.why}" if first else "")
+            + ")",
+            "fix the listed inputs: nothing is left to evaluate",
+        )
     a_new, b_new = a_new[ok], b_new[ok]
     genuine, fold = np.asarray(genuine, bool)[ok], np.asarray(fold, np.int16)[ok]
     faces = prepared.faces

@@ -162,8 +162,14 @@ def align(rgb: np.ndarray, detector: YuNetDetector, size: int = 112) -> tuple[np
 
 
 def decode_rgb(data: bytes) -> np.ndarray | None:
-    """JPEG/PNG bytes -> RGB uint8 (None if undecodable). Greyscale/alpha are converted to RGB."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    """JPEG/PNG bytes -> RGB uint8 (None if undecodable, empty included: OpenCV asserts on an empty
+    buffer). Greyscale/alpha are converted to RGB. Why an image failed: ``fiqa_bench.input_checks``."""
+    if not len(data):
+        return None
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
     if arr is None:
         return None
     return np.ascontiguousarray(arr[..., ::-1])

@@ -229,12 +229,12 @@ def test_num_classes_below_the_data_is_refused_before_training(tmp_path: Path, c
 
 
 def test_errors_raised_in_dataloader_workers_arrive_as_one_line() -> None:
-    from fiqa_bench.training.data import one_line_worker_errors
+    from fiqa_bench.training.data import worker_errors
     from torch.utils.data import DataLoader
 
     loader = DataLoader(_BadRecords(), batch_size=2, num_workers=1)
     with pytest.raises(FiqaError) as info:
-        list(one_line_worker_errors(loader))
+        list(worker_errors(loader))
     assert str(info.value).startswith("/data/train.rec: record key 3 holds no decodable image")
     assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
 

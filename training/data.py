@@ -10,17 +10,16 @@ number of DataLoader workers.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
-from fiqa_bench.faces import decode_rgb
+from fiqa_bench.errors import DataFormatError, MissingDataError
+from fiqa_bench.input_checks import decode_checked, read_image_file
 
 from .recordio import RecordIOReader
 
@@ -43,6 +42,9 @@ def _split(item: int | tuple[int, bool]) -> tuple[int, bool]:
     if isinstance(item, tuple):
         return int(item[0]), bool(item[1])
     return int(item), False
+
+
+T = TypeVar("T")
 
 
 class RecordIOFaceDataset(Dataset):
@@ -94,10 +96,10 @@ class RecordIOFaceDataset(Dataset):
         index, flip = _split(item)
         key = int(self.keys[index])
         header, data = self.reader.unpack(key)
-        rgb = decode_rgb(data)
+        rgb, why = decode_checked(data)
         if rgb is None:
             raise DataFormatError(
-                self.reader.rec_path, f"record key {key} holds no decodable image", "pack the set again"
+                self.reader.rec_path, f"record key {key} holds no decodable image: it {why}", "pack the set again"
             )
         if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
@@ -142,9 +144,9 @@ class FolderFaceDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
         index, flip = _split(item)
         path = self.paths[index]
-        rgb = decode_rgb(path.read_bytes())
+        rgb, why = read_image_file(path)
         if rgb is None:
-            raise DataFormatError(path, "not a decodable image", "remove or replace the file")
+            raise DataFormatError(path, why, "remove or replace the file")
         if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
                 path,
@@ -237,23 +239,29 @@ def batches_per_epoch(n: int, world_size: int, batch_size: int) -> int:
     return math.ceil(n / world_size) // batch_size
 
 
-_WORKER_ERROR = re.compile(r"^fiqa_bench\.errors\.\w+: (.+)$", re.MULTILINE)
+def worker_errors(loader: Iterable[T]) -> Iterator[T]:
+    """Iterate a DataLoader, turning a user error raised in a worker process back into one line.
 
+    PyTorch re-raises a worker's exception as ``RuntimeError("Caught DataFormatError in DataLoader worker
+    process 0. Original Traceback ...")`` when the exception cannot be rebuilt from one string (ours take
+    path, problem, fix): the user would see two tracebacks instead of the file and the fix. Raises
+    FiqaError with the original one-line message; any other error passes through unchanged."""
+    import re
 
-def one_line_worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
-    """Iterate a DataLoader; an error a worker process raised as a fiqa-bench error (bad record, bad
-    image) arrives wrapped in torch's worker traceback: re-raise it as its own one-line FiqaError."""
+    from fiqa_bench import errors
+
     it = iter(loader)
     while True:
         try:
             item = next(it)
         except StopIteration:
             return
-        except FiqaError:
-            raise
-        except Exception as exc:
-            found = _WORKER_ERROR.findall(str(exc))
-            if "DataLoader worker" in str(exc) and found:
-                raise FiqaError(found[-1].strip()) from None
-            raise
+        except RuntimeError as exc:
+            text = str(exc)
+            m = re.match(r"Caught (\w+) in DataLoader worker", text)
+            cls = getattr(errors, m.group(1), None) if m else None
+            if not (isinstance(cls, type) and issubclass(cls, errors.FiqaError)):
+                raise
+            last = text.rstrip().splitlines()[-1]
+            raise errors.FiqaError(last.split(": ", 1)[1] if last.startswith("fiqa_bench.errors.") else last) from None
         yield item

@@ -315,7 +315,7 @@ def train(
     from tqdm import tqdm
 
     from .config import lr_multiplier, scaled_lr
-    from .data import FlipSampler, batches_per_epoch, build_dataset, one_line_worker_errors
+    from .data import FlipSampler, batches_per_epoch, build_dataset, worker_errors
     from .loss import CRFIQAHead
 
     dist_env = Distributed(device_arg)
@@ -506,7 +506,7 @@ def train(
         )
         batch = first
         t0, seen = time.perf_counter(), 0
-        for images, labels in one_line_worker_errors(loader):
+        for images, labels in worker_errors(loader):  # a worker's DataFormatError stays one line
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             with torch.autocast(
