@@ -128,6 +128,7 @@ CRFIQA_SOURCE = "CR-FIQA repository README, 'pretrained model' links (https://gi
 ARCHS: dict[str, Arch] = {
     "arcface_r100": Arch(100),
     "arcface_r50": Arch(50),
+    "cosface_r100": Arch(100),
     "elasticface_arc": Arch(100),
     "magface_r100": Arch(100, bn_eps=2e-5, spec=MAGFACE_INPUT),
     "crfiqa_l": Arch(100, with_qs=True),
@@ -163,6 +164,25 @@ CARDS: dict[str, Card] = {
             ),
         ),
         notes="Plain state_dict (arcface_torch save). sha256 not published.",
+    ),
+    "cosface_r100": _card(
+        "cosface_r100",
+        ARCHS["cosface_r100"],
+        "CosFace iResNet100 trained on Glint360K (insightface arcface_torch glint360k_cosface_r100_fp16_0.1)",
+        aliases=("cosface",),
+        paper="Wang, Wang, Zhou, Ji, Gong, Zhou, Li, Liu, CosFace: Large Margin Cosine Loss for Deep Face "
+        "Recognition, CVPR 2018; model: An, Zhu, Xiao, Wu, Zhang, Xu, Fu, Partial FC, ICCVW 2021 (Glint360K)",
+        licence=INSIGHTFACE_LICENCE,
+        weights=(
+            WeightFile(
+                "glint360k_cosface_r100_fp16_0.1/backbone.pth",
+                source=_INSIGHTFACE_ZOO.format(folder="glint360k_cosface_r100_fp16_0.1"),
+            ),
+        ),
+        notes="Plain state_dict (arcface_torch save), the same iresnet100 keys as arcface_r100; the FR model "
+        "of the DifFIQA(R) and eDifFIQA papers (their regressors are initialised from it). Input RGB, "
+        "(x/255 - 0.5)/0.5 (arcface_torch). sha256 not published. Verified: a plain state_dict with the "
+        "arcface_torch key names loads with every key matched; no published weights on this machine.",
     ),
     "elasticface_arc": _card(
         "elasticface_arc",
