@@ -154,6 +154,8 @@ def guess_architecture(state_dict: Mapping[str, Any]) -> str:
     arch = f"iresnet{depth}" if depth else f"an iResNet-like net with blocks per stage {counts}"
     if "qs.weight" in names:
         arch += "+qs"
+    elif "qs.9.weight" in names:
+        arch += "+qs-map (SynFIQA++ head)"
     fc = state_dict.get(prefix + "fc.weight")
     if isinstance(fc, torch.Tensor) and fc.ndim == 2:
         arch += f" ({fc.shape[0]}-d embedding)"
@@ -163,7 +165,11 @@ def guess_architecture(state_dict: Mapping[str, Any]) -> str:
 
 
 def infer_iresnet_config(state_dict: Mapping[str, Any]) -> dict[str, Any] | None:
-    """{"depth", "with_qs", "num_features"} of an iResNet state_dict (any known prefix), or None."""
+    """{"depth", "with_qs", "qs_head", "num_features"} of an iResNet state_dict (any known prefix), or None.
+
+    ``qs_head``: "linear" (CR-FIQA ``qs`` = Linear(num_features, 1) on the embedding), "map" (SynFIQA++:
+    ``qs.2`` .. ``qs.9`` MLP on the pooled layer4 map) or None (a plain FR backbone).
+    """
     keys = list(state_dict)
     prefix = _best_prefix_for_layers(keys)
     blocks: dict[int, int] = {}
@@ -174,7 +180,19 @@ def infer_iresnet_config(state_dict: Mapping[str, Any]) -> dict[str, Any] | None
     fc = state_dict.get(prefix + "fc.weight")
     if depth is None or not isinstance(fc, torch.Tensor):
         return None
-    return {"depth": depth, "with_qs": (prefix + "qs.weight") in state_dict, "num_features": int(fc.shape[0])}
+    qs_head = (
+        "linear"
+        if (prefix + "qs.weight") in state_dict
+        else "map"
+        if (prefix + "qs.9.weight") in state_dict
+        else None
+    )
+    return {
+        "depth": depth,
+        "with_qs": qs_head is not None,
+        "qs_head": qs_head,
+        "num_features": int(fc.shape[0]),
+    }
 
 
 def _best_prefix_for_layers(keys: list[str]) -> str:

@@ -17,7 +17,7 @@ from fiqa_bench.registry import Card, WeightFile, register_fr_model, resolve_wei
 
 from ._checkpoint import guess_architecture, infer_iresnet_config, match_state_dict, read_checkpoint
 from ._common import InputSpec
-from ._iresnet import LAYERS, IResNet, iresnet
+from ._iresnet import LAYERS, IResNet, IResNetMapQS, iresnet
 from ._torch_model import TorchFRModel, check_options
 
 ARCFACE_INPUT = InputSpec(colour="RGB", mean=127.5, std=127.5)
@@ -261,8 +261,11 @@ GENERIC_CARD = Card(
     normalisation=ARCFACE_INPUT.describe(),
     embedding_size=512,
     notes=(
-        "Reads the depth (18/34/50/100/200) from the block counts of layer1..4, the qs head from qs.*, and the "
-        "embedding size from fc.weight; prefixes module./features.module./backbone. are stripped. "
+        "Reads the depth (18/34/50/100/200) from the block counts of layer1..4, the qs head from qs.* (CR-FIQA "
+        "qs Linear(512, 1), or the SynFIQA++ map head qs.2..qs.9), and the embedding size from fc.weight; "
+        "prefixes module./features.module./backbone. are stripped. MR-FIQA's released iResNet50 checkpoints "
+        "(CASIA-WebFace, DigiFace-1M, DCFace, SFace2, HSFace-10K, IDiff-Face, GANDiffFace, SynFIQA, SynFIQA++, "
+        "SynFIQA + CASIA; oufuzhao/MR-FIQA leaderboard links, CC BY-NC 4.0) load here. "
         "Input as ArcFace/CR-FIQA training: RGB, (x/255 - 0.5) / 0.5. " + _TORCH_OPTIONS
     ),
 )
@@ -288,11 +291,10 @@ def crfiqa_from_path(
         raise CheckpointError(
             f"{path}: not an iResNet checkpoint (it looks like {guess_architecture(state)})."
         )
-    module = IResNet(
-        LAYERS[cfg["depth"]],
-        with_qs=cfg["with_qs"],
-        num_features=cfg["num_features"],
-    )
+    if cfg["qs_head"] == "map":
+        module: IResNet = IResNetMapQS(LAYERS[cfg["depth"]], num_features=cfg["num_features"])
+    else:
+        module = IResNet(LAYERS[cfg["depth"]], with_qs=cfg["with_qs"], num_features=cfg["num_features"])
     module.load_state_dict(match_state_dict(module, state, source=str(path)), strict=True)
     arch_card = dataclasses.replace(
         card,

@@ -251,7 +251,7 @@ def ir_forward(sd: dict, x: torch.Tensor, depth: int, mid_bn: bool, head: str) -
     return F.linear(x, sd["quality.3.weight"], sd["quality.3.bias"])
 
 
-def iresnet_forward(sd: dict, x: torch.Tensor, depth: int) -> torch.Tensor:
+def iresnet_forward(sd: dict, x: torch.Tensor, depth: int, *, with_map: bool = False):
     x = f_prelu(sd, "prelu", f_bn(sd, "bn1", F.conv2d(x, sd["conv1.weight"], padding=1)))
     for s, n in enumerate(IRESNET_UNITS[depth], start=1):
         for j in range(n):
@@ -265,8 +265,10 @@ def iresnet_forward(sd: dict, x: torch.Tensor, depth: int) -> torch.Tensor:
                 else f_bn(sd, f"{p}.downsample.1", F.conv2d(x, sd[f"{p}.downsample.0.weight"], stride=2))
             )
             x = r + short
+    fmap = x
     x = torch.flatten(f_bn(sd, "bn2", x), 1)
-    return f_bn(sd, "features", F.linear(x, sd["fc.weight"], sd["fc.bias"]))
+    emb = f_bn(sd, "features", F.linear(x, sd["fc.weight"], sd["fc.bias"]))
+    return (emb, fmap) if with_map else emb
 
 
 def mfn_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
@@ -664,3 +666,58 @@ def test_new_names_are_listed_with_what_they_need():
     ]:
         card = FR_MODELS.card(name)
         assert card.weights[0].filename == file and card.colour == colour and card.paper and card.licence
+
+
+# --- MR-FIQA / SynFIQA releases through crfiqa:PATH ----------------------------------------------------
+
+SYNFIQA_PP_HEAD = [  # MR-FIQA Utilities/cr_model.py, fix_qs=True: indices of the qs Sequential
+    ("qs.2.weight", (256, 512), "linear"),
+    ("qs.2.bias", (256,), "bias"),
+    *bn("qs.3", 256),
+    ("qs.6.weight", (256, 256), "linear"),
+    ("qs.6.bias", (256,), "bias"),
+    *bn("qs.7", 256),
+    ("qs.9.weight", (1, 256), "linear"),
+    ("qs.9.bias", (1,), "bias"),
+]
+
+
+def synfiqa_pp_quality(sd: dict, fmap: torch.Tensor) -> torch.Tensor:
+    """The SynFIQA++ head on the layer4 map (before bn2): pool, Linear, BN, ReLU, Linear, BN, ReLU, Linear."""
+    h = fmap.mean(dim=(2, 3))
+    h = F.relu(f_bn(sd, "qs.3", F.linear(h, sd["qs.2.weight"], sd["qs.2.bias"])))
+    h = F.relu(f_bn(sd, "qs.7", F.linear(h, sd["qs.6.weight"], sd["qs.6.bias"])))
+    return F.linear(h, sd["qs.9.weight"], sd["qs.9.bias"])
+
+
+@pytest.mark.parametrize("variant", ["cr-fiqa qs (SynFIQA, DCFace, CASIA, ...)", "SynFIQA++ map head"])
+def test_mr_fiqa_release_layouts_load_through_crfiqa_path(tmp_path, faces, variant):
+    """MR-FIQA's released files are CR-FIQA iResNets saved from DataParallel; SynFIQA++ has its own qs head.
+    Built at depth 18 with the real layer names (the releases are iResNet50: same names, more blocks)."""
+    pp = variant.startswith("SynFIQA++")
+    head = SYNFIQA_PP_HEAD if pp else [("qs.weight", (1, 512), "linear"), ("qs.bias", (1,), "bias")]
+    sd = fill(iresnet_layout(18) + head, seed=14)
+    path = tmp_path / ("SynFIQA++.pth" if pp else "SynFIQA.pth")
+    torch.save(OrderedDict(("module." + k, v) for k, v in sd.items()), path)
+
+    m = fiqa_bench.get_method(f"crfiqa:{path}", device="cpu")
+    fr = fiqa_bench.get_fr_model(f"crfiqa:{path}", device="cpu")
+    x = to_input(faces)
+    emb, fmap = iresnet_forward(sd, x, 18, with_map=True)
+    want_q = synfiqa_pp_quality(sd, fmap) if pp else F.linear(emb, sd["qs.weight"], sd["qs.bias"])
+    got = m.raw_scores(faces)
+    np.testing.assert_allclose(got, want_q.reshape(-1).double().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fr.embed(faces), emb.numpy(), rtol=1e-4, atol=1e-5)
+    single = np.concatenate([m.raw_scores(f[None]) for f in faces])
+    np.testing.assert_allclose(single, got, rtol=1e-5, atol=1e-6)
+    assert fr.torch_module.arch == ("iresnet18+qs-map (SynFIQA++ head)" if pp else "iresnet18+qs")
+
+
+def test_synfiqa_pp_head_with_a_missing_key_fails_in_one_line(tmp_path):
+    sd = fill(iresnet_layout(18) + SYNFIQA_PP_HEAD, seed=15)
+    del sd["qs.7.running_var"]
+    torch.save(OrderedDict(("module." + k, v) for k, v in sd.items()), tmp_path / "SynFIQA++.pth")
+    assert_one_line_error(
+        lambda: fiqa_bench.get_method(f"crfiqa:{tmp_path / 'SynFIQA++.pth'}", device="cpu"),
+        "1 missing: qs.7.running_var",
+    )
