@@ -24,15 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fiqa_bench.fr_models._checkpoint import load_layout
-from fiqa_bench.fr_models._common import InputSpec
+from fiqa_bench.fr_models._common import InputSpec, check_size
 from fiqa_bench.fr_models._iresnet import iresnet
 from fiqa_bench.fr_models._mobilefacenet import MobileFaceNet
 from torch import nn
 
 from fiqa_bench.registry import Card, WeightFile, register_method, resolve_weights
 
-from ._common import reject_unknown
+from ._common import BaseMethod, reject_unknown
 from ._regressor import TorchRegressor
 
 INPUT = InputSpec(colour="RGB", mean=127.5, std=127.5)
@@ -150,3 +151,77 @@ def _factory(v: Variant) -> Callable[..., TorchRegressor]:
 CARDS = {v.name: _card(v) for v in VARIANTS}
 for _v in VARIANTS:
     register_method(CARDS[_v.name])(_factory(_v))
+
+
+# --- eDifFIQA(T) as exported to the OpenCV Zoo (ONNX) ------------------------------------------------------
+
+ONNX_FILE = "ediffiqa_tiny_jun2024.onnx"
+
+EDIFFIQA_T_ONNX_CARD = Card(
+    name="ediffiqa_t_onnx",
+    kind="method",
+    summary="eDifFIQA(T) as exported to the OpenCV Zoo (ONNX Runtime): same network as ediffiqa_t",
+    aliases=("ediffiqa(t)_onnx",),
+    paper=EDIFFIQA_PAPER,
+    licence="that of the OpenCV Zoo model folder face_image_quality_assessment_ediffiqa (not checked here); "
+    "Apache-2.0 (fiqa-bench code)",
+    normalisation="RGB 112x112, (x/255 - 0.5) / 0.5 (OpenCV Zoo ediffiqa.py _preprocess: BGR->RGB, /255, -0.5, /0.5)",
+    score_direction="higher_better",
+    weights=(
+        WeightFile(
+            ONNX_FILE,
+            source="OpenCV Zoo, models/face_image_quality_assessment_ediffiqa (https://github.com/opencv/opencv_zoo; "
+            "also huggingface.co/opencv/face_image_quality_assessment_ediffiqa)",
+        ),
+    ),
+    notes=(
+        "One image input N x 3 x 112 x 112 (a fixed batch of 1 is run image by image), one output per image: "
+        "the raw regressor output, as the Zoo demo reads it (no sigmoid). "
+        + SCORE_NOTES
+        + " Verified: an ONNX "
+        "export of the eDifFIQA(T) network with that interface scores like ediffiqa_t on the same weights; the "
+        "Zoo file itself is not on this machine."
+    ),
+)
+
+
+class OnnxRegressor(BaseMethod):
+    """eDifFIQA(T) through ONNX Runtime: RGB [-1, 1] NCHW in, the first output's first value per image out."""
+
+    batch_size = 32
+
+    def __init__(self, card: Card, path: Path, device: str) -> None:
+        from fiqa_bench.fr_models._onnx import open_session
+
+        from fiqa_bench.errors import CheckpointError
+
+        super().__init__(card, {}, weights_path=path)
+        self.session = open_session(path, device)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = list(inputs[0].shape) if inputs else []
+        if len(inputs) != 1 or len(shape) != 4 or shape[1:] != [3, 112, 112] or not outputs:
+            got = ", ".join(f"{i.name} {i.shape}" for i in inputs) or "no inputs"
+            raise CheckpointError(
+                f"{path}: not the eDifFIQA(T) ONNX export (expected one input N x 3 x 112 x 112, got {got})."
+            )
+        self.input_name = inputs[0].name
+        self.fixed_one = shape[0] == 1
+
+    def _raw_batch(self, images: np.ndarray, meta: Any) -> np.ndarray:
+        check_size(images, INPUT.size, self.card.name)
+        x = ((images.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(0, 3, 1, 2)
+        chunks = [x[i : i + 1] for i in range(len(x))] if self.fixed_one else [x]
+        out = [
+            np.asarray(self.session.run(None, {self.input_name: np.ascontiguousarray(c)})[0]) for c in chunks
+        ]
+        return np.concatenate([o.reshape(len(c), -1)[:, 0] for o, c in zip(out, chunks, strict=True)]).astype(
+            np.float64
+        )
+
+
+@register_method(EDIFFIQA_T_ONNX_CARD)
+def ediffiqa_t_onnx(
+    card: Card, *, weights: Any = None, weights_dir: Any = None, device: str = "cpu", **options: Any
+) -> OnnxRegressor:
+    reject_unknown(card, options, set())
+    return OnnxRegressor(card, Path(resolve_weights(card, weights, weights_dir)), device)
