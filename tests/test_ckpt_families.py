@@ -749,3 +749,27 @@ def test_ediffiqa_t_onnx_export_scores_like_the_torch_checkpoint(no_weight_dirs,
         lambda: fiqa_bench.get_method("ediffiqa_t_onnx", weights_dir=no_weight_dirs, device="cpu"),
         "cannot load",
     )
+
+
+def test_ir_models_serve_serfiq_through_the_backbone_head_split(faces):
+    """adaface_ir101 / curricularface_ir101 expose forward_backbone / forward_head like the iResNet cards
+    (shown at IR-18 with the same module): SER-FIQ runs on them and is order-independent."""
+    from fiqa_bench.fr_models._common import InputSpec
+    from fiqa_bench.fr_models._irse import IRNet
+    from fiqa_bench.fr_models._torch_model import TorchFRModel
+
+    from fiqa_bench.registry import FR_MODELS
+
+    sd = fill(ir_layout(18, mid_bn=True, head="embedding"), seed=17)
+    net = IRNet(18, mid_bn=True)
+    net.load_state_dict(sd)
+    fr = TorchFRModel(FR_MODELS.card("adaface_ir101"), net, InputSpec(colour="BGR"), device="cpu")
+    x = fr.preprocess(faces)
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            net.forward_head(net.forward_backbone(x)).numpy(), net(x).numpy(), rtol=1e-6, atol=1e-6
+        )
+    m = fiqa_bench.get_method("serfiq", fr_model=fr, device="cpu", T=4)
+    q = m.score(faces)
+    assert np.isfinite(q).all() and ((q > 0) & (q <= 1)).all()
+    np.testing.assert_allclose(m.score(faces[::-1])[::-1], q, rtol=1e-6)
