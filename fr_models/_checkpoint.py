@@ -191,3 +191,49 @@ def load_state_dict_strict(model: nn.Module, path: str | Path) -> nn.Module:
     matched = match_state_dict(model, state, source=str(path))
     model.load_state_dict(matched, strict=True)
     return model
+
+
+def match_keys(
+    expected: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    what: str,
+    prefixes: tuple[str, ...] = _WHOLE_PREFIXES,
+    optional: tuple[str, ...] = (),
+) -> dict[str, torch.Tensor]:
+    """Strict match of a whole-model state_dict against ``expected`` (any architecture, not only iResNet).
+
+    The wrapping prefix (one of ``prefixes``: "" or DataParallel's "module.") is the one under which most
+    expected keys are found and is stripped from every key. Every expected key must be present (except
+    keys ending in one of ``optional``) with the same shape, and no other key may be in the file; else ONE
+    CheckpointError lists the missing, unexpected and mis-shaped keys. Returns the model-keyed dict.
+    """
+    keys = list(state)
+    prefix = max(
+        prefixes, key=lambda p: (sum(1 for k in keys if k.startswith(p) and k[len(p) :] in expected), -len(p))
+    )
+    inside = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    unexpected = sorted(
+        [k for k in keys if not k.startswith(prefix)] + [k for k in inside if k not in expected]
+    )
+    missing = sorted(k for k in expected if k not in inside and not k.endswith(optional))
+    misshaped = sorted(
+        f"{k} {tuple(inside[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in inside and tuple(inside[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or misshaped:
+        parts = []
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped (file vs model)", misshaped),
+        ):
+            if items:
+                more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+                parts.append(f"{len(items)} {label}: {', '.join(items[:_SHOW])}{more}")
+        raise CheckpointError(f"{source}: does not fit {what} ({'; '.join(parts)}).")
+    out = dict(inside)
+    for k, v in expected.items():
+        out.setdefault(k, v)
+    return out
