@@ -20,20 +20,19 @@ Architecture, checkpoint layout and preprocessing from the authors' code
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from fiqa_bench.fr_models._face_vit import HEADS, Block, PatchEmbed, vit_config
 from torch import nn
 
-from fiqa_bench.errors import CheckpointError, FiqaError
+from fiqa_bench.errors import FiqaError
 from fiqa_bench.registry import Card, WeightFile, register_method, resolve_weights
 
 from ._common import BaseMethod, reject_unknown
 
-HEADS = 8  # every ViT-FIQA / insightface face-ViT config uses 8 heads; not recoverable from the weights
 COLOURS = ("BGR", "RGB")
 
 WEIGHTS = WeightFile(
@@ -68,54 +67,6 @@ VITFIQA_CARD = Card(
 )
 
 
-class _Attention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
-
-
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.ReLU6()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, hidden: int) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = _Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = _Mlp(dim, hidden)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class _PatchEmbed(nn.Module):
-    def __init__(self, dim: int, patch: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(3, dim, kernel_size=patch, stride=patch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
 class ViTQualityToken(nn.Module):
     """The ViT-FIQA network (mode "token"), with the authors' parameter names."""
 
@@ -131,10 +82,10 @@ class ViTQualityToken(nn.Module):
         super().__init__()
         n = (image // patch) ** 2
         self.arch = f"ViT-FIQA (width {dim}, depth {depth}, patch {patch}, {n} patches)"
-        self.patch_embed = _PatchEmbed(dim, patch)
+        self.patch_embed = PatchEmbed(dim, patch)
         self.qs_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim))
-        self.blocks = nn.ModuleList(_Block(dim, heads, hidden) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, hidden, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.feature = nn.Sequential(
             nn.Linear(dim * n, dim, bias=False),
@@ -161,31 +112,11 @@ class ViTQualityToken(nn.Module):
         return self.feature(t[:, 1:].reshape(len(t), -1)), self.head_qs(t[:, 0])
 
 
-def config_from_state(state: Mapping[str, torch.Tensor], source: str) -> dict[str, int]:
-    """Width, depth, MLP width and patch size of a ViT-FIQA state_dict (``module.`` tolerated)."""
-    keys = {k.removeprefix("module."): v for k, v in state.items()}
-    conv = keys.get("patch_embed.proj.weight")
-    fc1 = keys.get("blocks.0.mlp.fc1.weight")
-    if conv is None or fc1 is None or "qs_token" not in keys:
-        first = ", ".join(list(keys)[:3]) or "none"
-        raise CheckpointError(
-            f"{source}: not a ViT-FIQA checkpoint (no patch_embed.proj.weight / blocks.0.mlp.fc1.weight / qs_token; "
-            f"first keys: {first}). Point to the released ViT-FIQA model.pt."
-        )
-    depth = 1 + max(int(m.group(1)) for k in keys if (m := re.match(r"blocks\.(\d+)\.", k)))
-    return {
-        "dim": int(conv.shape[0]),
-        "depth": depth,
-        "hidden": int(fc1.shape[0]),
-        "patch": int(conv.shape[-1]),
-    }
-
-
 def load_vitfiqa(path: Any) -> ViTQualityToken:
     from fiqa_bench.fr_models._checkpoint import match_keys, read_checkpoint
 
     state = read_checkpoint(path)
-    model = ViTQualityToken(**config_from_state(state, str(path)))
+    model = ViTQualityToken(**vit_config(state, str(path), "ViT-FIQA", ("qs_token",)))
     matched = match_keys(
         model.state_dict(), state, str(path), model.arch, optional=("mask_token", "num_batches_tracked")
     )
