@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fiqa_bench.errors import FiqaError, MissingDataError
+from fiqa_bench.errors import FiqaError, MissingDataError, UnsupportedCombinationError
 from fiqa_bench.registry import Card, register_method
 from fiqa_bench.types import FRModel
 
@@ -44,7 +44,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FROQ_CARD = Card(
     name="froq",
     kind="method",
-    summary="FROQ: mean L2 norm of the outputs of FR-model layers chosen on a calibration set with perturbation pseudo-labels",
+    summary="FROQ: mean L2 norm of FR-model layer outputs; layers chosen on a calibration set (calibration=DIR) with perturbation pseudo-labels",
     aliases=("froq_observer",),
     paper="Babnik, Jain, Peer, Struc, FROQ: Observing Face Recognition Models for Efficient Quality Assessment, IJCB 2025 (arXiv:2509.17689)",
     licence="Apache-2.0 (fiqa-bench implementation of the rules in LSIbabnikz/FROQ, MIT; no code copied)",
@@ -307,7 +307,8 @@ class Froq(BaseMethod):
             self.calibration = Calibration(layers, [], [], [], 0)
         else:
             if not options["calibration"]:
-                raise FiqaError(
+                # A combination error: `--methods all` reports froq as not evaluated instead of stopping.
+                raise UnsupportedCombinationError(
                     "froq needs a calibration set: --set froq.calibration=DIR (a folder of a few hundred face "
                     "images, e.g. LFW-train), or fixed layers with --set froq.layers=NAME,NAME."
                 )
