@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,19 +50,41 @@ _SHOW = 5  # how many keys of each kind an error lists
 _LAYER_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# torch's weights_only refusal of a pickled object (a whole model saved with torch.save(model)).
+_PICKLED_OBJECT = re.compile(r"unsupported global", re.IGNORECASE)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """``torch.load(weights_only=True)`` + unwrap to a flat {name: tensor} dict, or CheckpointError."""
+    """``torch.load(weights_only=True)`` + unwrap to a flat {name: tensor} dict, or CheckpointError.
+
+    Errors (one line each, naming the file and the fix): missing file; a whole pickled model
+    (``torch.save(model)``: fiqa-bench never unpickles code, re-save its state_dict); a truncated or
+    corrupt file; no state_dict inside; floating-point tensors holding NaN or inf (a corrupt file or a
+    diverged training run: every embedding would be non-finite)."""
     path = Path(path)
     try:
-        obj: Any = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # nothing may print before the one-line error
+            warnings.simplefilter("ignore")
+            obj: Any = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint file does not exist.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
-        # weights_only refuses pickled code objects too: say both possibilities, one line.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _first_line(exc)
+        if isinstance(exc, pickle.UnpicklingError) and _PICKLED_OBJECT.search(str(exc)):
+            raise CheckpointError(
+                f"{path}: holds a pickled Python object (a whole model saved with torch.save(model)), not a "
+                "state_dict of tensors; fiqa-bench never runs pickled code. Re-save its state_dict: "
+                "torch.save(model.state_dict(), PATH)."
+            ) from None
         raise CheckpointError(
-            f"{path}: cannot read this checkpoint (truncated or corrupt download, or not a plain torch "
-            f"state_dict: {first[:200]}). Re-download the file and check its size/sha256."
+            f"{path}: cannot read this checkpoint (truncated or corrupt download: {first[:160]}). "
+            "Re-download the file and check its size/sha256."
         ) from None
     for _ in range(3):  # nested wrappers, e.g. {"model": {"state_dict": ...}}
         if isinstance(obj, Mapping) and not _is_state_dict(obj):
@@ -78,7 +101,14 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{path}: not a state_dict of tensors ({what}). Save the model with torch.save(model.state_dict(), PATH)."
         )
-    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} tensor(s) hold NaN or inf values (first: {bad[0]}), so every output would be "
+            "non-finite. The file is corrupt or its training diverged: re-download it or export a finite checkpoint."
+        )
+    return tensors
 
 
 def _is_state_dict(obj: Mapping[Any, Any]) -> bool:
