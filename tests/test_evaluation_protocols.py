@@ -101,9 +101,9 @@ def test_fmr_below_impostor_resolution_is_flagged():
     assert c.fnmr[0] == 0.25  # genuine <= 0.6: {0.3}
     e = edc_fixed(SIM_A, GEN_A, Q_A, 1e-4)
     assert not e.fmr_resolvable and "below impostor resolution 1/4" in e.note
-    rows, _ = evaluate(SIM_A, GEN_A, {"q": Q_A}, [1e-4, 0.25])
+    rows, _ = evaluate(SIM_A, GEN_A, {"q": Q_A}, [1e-4, 0.25], protocols="erc_strict,edc")
     flags = {(r["protocol"], r["fmr"]): r["fmr_resolvable"] for r in rows}
-    assert flags == {("ERC", 1e-4): False, ("EDC", 1e-4): False, ("ERC", 0.25): True, ("EDC", 0.25): True}
+    assert flags == {("erc_strict", 1e-4): False, ("edc", 1e-4): False, ("erc_strict", 0.25): True, ("edc", 0.25): True}
 
 
 def test_resolution_lost_while_rejecting_is_noted():
@@ -236,14 +236,14 @@ def test_fast_equals_straightforward_when_the_prefix_scan_must_grow():
     q = np.where(gen, rng.normal(size=n), -sim * 10 + rng.normal(0, 0.01, n))
     fmrs = [1e-4, 1e-3, 1e-2, 0.3]
     ref = bench.erc_straightforward(sim, gen, q, fmrs)
-    rows, _ = evaluate(sim, gen, {"q": q}, fmrs)
+    rows, _ = evaluate(sim, gen, {"q": q}, fmrs, protocols="erc_strict,edc")
     for t, f in enumerate(fmrs):
         c = erc_recomputed(sim, gen, q, f)
         np.testing.assert_array_equal(c.fnmr, ref["fnmr"][t])
         assert c.auc == ref["auc"][t]
-        erc_row = next(r for r in rows if r["protocol"] == "ERC" and r["fmr"] == f)
+        erc_row = next(r for r in rows if r["protocol"] == "erc_strict" and r["fmr"] == f)
         assert erc_row["auc"] == ref["auc"][t]
-        edc_row = next(r for r in rows if r["protocol"] == "EDC" and r["fmr"] == f)
+        edc_row = next(r for r in rows if r["protocol"] == "edc" and r["fmr"] == f)
         assert edc_row["auc"] == bench.edc_straightforward_cumsum(sim, gen, q, f)["auc"]
 
 

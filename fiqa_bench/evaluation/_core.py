@@ -11,7 +11,8 @@ not accepted (similarity <= threshold) is a false non-match.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -128,6 +129,7 @@ class Scores:
     gen_asc: np.ndarray  # pair indices of genuine pairs, least similar first
     gen_sorted: np.ndarray  # their similarity, ascending
     gen_idx: np.ndarray  # pair indices of genuine pairs, ascending
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # orders other protocols build once
 
     @property
     def n(self) -> int:
