@@ -310,7 +310,7 @@ def erc_notes(fmr: float, res: ErcResult, t: int, no_gen_above: bool) -> str:
                 f"FMR {fmt_fmr(fmr)} unresolved from reject fraction {fr[short[0]]:.2f} (fewer than {int(np.ceil(1 / fmr))} impostors left)"
             )
     if no_gen_above:
-        parts.append("no genuine pair scores above the top impostor: FNMR is 1 at FMR 0")
+        parts.append("no genuine pair scores above the top impostor (a threshold at FMR 0 rejects every genuine pair)")
     for counts, what, why in (
         (res.n_imp, "impostor", "no FMR to fix a threshold"),
         (res.n_gen, "genuine", "nothing to reject wrongly"),

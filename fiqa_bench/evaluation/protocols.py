@@ -28,8 +28,6 @@ from ._core import (
     fmt_fmr,
     fnm_counts_rows,
     nearest_fmr_thresholds,
-    quality_buckets,
-    reject_counts,
     suffix_thresholds,
 )
 
@@ -121,22 +119,38 @@ def erc_recomputed(
     fmr: float,
     fractions: np.ndarray = DEFAULT_REJECT_FRACTIONS,
 ) -> Curve:
-    """ERC, threshold recomputed on the retained pairs (CR-FIQA / MagFace protocol).
+    """ERC of the ``erc_strict`` protocol (fiqa-bench's own rule) for one FMR target.
 
-    At reject fraction r the floor(r N) lowest-quality pairs are dropped (stable order: quality, then
-    pair index); on the remaining impostors the threshold whose FMR is nearest ``fmr`` is chosen
-    (candidates: the remaining impostor scores; accepted = strictly more similar; distance ties go to
-    the lower FMR; with tied impostor scores only FMRs at tie-block starts are achievable); FNMR =
-    remaining genuine pairs with similarity <= threshold / remaining genuine pairs. Where no genuine
-    pair remains, or no impostor (so no FMR can bound the threshold), FNMR is taken as 0 and the
-    note says from which fraction. AUC = trapezoid over the fractions, not normalised.
+    At reject fraction r the floor(r N) lowest-quality pairs are dropped; on the remaining impostors
+    the threshold whose FMR is nearest ``fmr`` is chosen (candidates: the remaining impostor scores;
+    accepted = strictly more similar; distance ties go to the lower FMR; with tied impostor scores only
+    FMRs at tie-block starts are achievable); FNMR = remaining genuine pairs with similarity <= threshold
+    / remaining genuine pairs. A cut that splits a block of tied qualities keeps each pair of the block
+    with the share of the block it keeps (``erc_rules``: order-independent). Where no genuine pair
+    remains, or no impostor, FNMR is taken as 0 and the note says from which fraction. AUC = trapezoid
+    over the fractions, not normalised. The CR-FIQA and MagFace rules: ``evaluate(protocols=...)``.
     """
+    from .erc_rules import run_erc_strict
+    from .registry import Context
+
     sc = Scores.build(similarity, genuine)
     q = check_quality(pair_quality, sc.n)
     fr = check_fractions(fractions)
     fmrs = check_fmrs(fmr)
-    res = erc_arrays(sc, quality_buckets(q, reject_counts(fr, sc.n)), fr, fmrs)
-    return erc_curve(res, 0, float(fmrs[0]), fr, sc)
+    (e,) = run_erc_strict(Context(sc, fmrs[:1], fr, (DEFAULT_DISCARD_LIMIT,), None), q)
+    return Curve(
+        protocol="ERC",
+        fmr=float(fmrs[0]),
+        fractions=fr,
+        fnmr=np.asarray(e.curve[1]) if e.curve else np.zeros(len(fr)),
+        auc=e.auc,
+        threshold=e.fields["threshold"],
+        achieved_fmr=e.fields["achieved_fmr"],
+        fmr_resolvable=e.fields["fmr_resolvable"],
+        note=e.fields["note"],
+        n_genuine=sc.n_gen,
+        n_impostor=sc.n_imp,
+    )
 
 
 def erc_curve(res: ErcArrays, t: int, fmr: float, fractions: np.ndarray, sc: Scores) -> Curve:
