@@ -409,3 +409,40 @@ def test_edge_cases_are_values_with_notes():
         assert "below impostor resolution 1/2" in r["note"]
         # r = 0.5 drops the two genuine pairs (qualities 1, 2): no genuine left -> FNMR 0 there, noted
         assert "no genuine pair left from reject fraction 0.50" in r["note"]
+
+
+def test_prefix_engine_equals_plain_engine_on_tie_heavy_random_cases():
+    """erc_fast (what the protocols run) against erc_rules.erc_weighted (every pair at every fraction)."""
+    from fiqa_bench.evaluation._core import Scores
+    from fiqa_bench.evaluation.erc_fast import choose_crfiqa, choose_magface, choose_strict, erc_prefix
+    from fiqa_bench.evaluation.erc_rules import (
+        crfiqa_schedule,
+        erc_weighted,
+        rule_crfiqa,
+        rule_magface,
+        rule_strict,
+        strict_schedule,
+    )
+
+    rng = np.random.default_rng(0)
+    any_fmr = np.array([0.0, 1e-3, 0.01, 0.1, 0.25, 0.5, 1.0])
+    decades = np.array([1.0, 0.1, 0.01, 1e-3])
+    for _ in range(60):
+        n = int(rng.integers(5, 600))
+        sim = np.round(rng.normal(size=n), int(rng.integers(0, 3)))
+        gen = rng.random(n) < rng.uniform(0.1, 0.9)
+        gen[0], gen[1] = True, False
+        q = np.round(rng.normal(size=n), int(rng.integers(0, 3)))
+        sc = Scores.build(sim, gen)
+        for rule, choose, fm, sched in (
+            (rule_crfiqa, choose_crfiqa, any_fmr, crfiqa_schedule()),
+            (rule_strict, choose_strict, any_fmr, strict_schedule()),
+            (rule_magface, choose_magface, decades, crfiqa_schedule()),
+        ):
+            a = erc_weighted(sc, q, fm, sched, rule)
+            b = erc_prefix(sc, q, fm, sched, choose)
+            np.testing.assert_array_equal(a.fnmr, b.fnmr)
+            np.testing.assert_array_equal(a.threshold0, b.threshold0)
+            np.testing.assert_array_equal(a.achieved0, b.achieved0)
+            np.testing.assert_array_equal(a.distance_ties, b.distance_ties)
+            assert a.notes == b.notes

@@ -78,6 +78,7 @@ class CutPlan:
     kept: np.ndarray  # hi - k where split, else 1 (the weight of a block pair, scaled)
     split: np.ndarray  # bool
     split_share: float  # share of all pairs that lie in a block split by some cut
+    sorted_q: np.ndarray  # np.sort(q), for the fast engine
 
 
 def cut_plan(q: np.ndarray, ks: np.ndarray) -> CutPlan:
@@ -93,7 +94,7 @@ def cut_plan(q: np.ndarray, ks: np.ndarray) -> CutPlan:
     if split.any():
         vals = np.unique(value[split])
         share = float(np.count_nonzero(np.isin(q, vals)) / len(q))
-    return CutPlan(value, scale.astype(np.int64), kept.astype(np.int64), split, share)
+    return CutPlan(value, scale.astype(np.int64), kept.astype(np.int64), split, share, srt)
 
 
 @dataclass
@@ -310,7 +311,9 @@ def erc_notes(fmr: float, res: ErcResult, t: int, no_gen_above: bool) -> str:
                 f"FMR {fmt_fmr(fmr)} unresolved from reject fraction {fr[short[0]]:.2f} (fewer than {int(np.ceil(1 / fmr))} impostors left)"
             )
     if no_gen_above:
-        parts.append("no genuine pair scores above the top impostor (a threshold at FMR 0 rejects every genuine pair)")
+        parts.append(
+            "no genuine pair scores above the top impostor (a threshold at FMR 0 rejects every genuine pair)"
+        )
     for counts, what, why in (
         (res.n_imp, "impostor", "no FMR to fix a threshold"),
         (res.n_gen, "genuine", "nothing to reject wrongly"),
@@ -421,12 +424,16 @@ def _entries(ctx: Context, res: ErcResult) -> list[Entry]:
 
 @register_protocol(CRFIQA_CARD)
 def run_erc(ctx: Context, q: np.ndarray, at: np.ndarray | None = None) -> list[Entry]:
-    return _entries(ctx, erc_weighted(ctx.sc, q, ctx.fmrs, crfiqa_schedule(ctx.fractions), rule_crfiqa))
+    from .erc_fast import choose_crfiqa, erc_prefix  # same numbers as erc_weighted(..., rule_crfiqa)
+
+    return _entries(ctx, erc_prefix(ctx.sc, q, ctx.fmrs, crfiqa_schedule(ctx.fractions), choose_crfiqa))
 
 
 @register_protocol(MAGFACE_CARD)
 def run_erc_magface(ctx: Context, q: np.ndarray, at: np.ndarray | None = None) -> list[Entry]:
-    return _entries(ctx, erc_weighted(ctx.sc, q, ctx.fmrs, crfiqa_schedule(ctx.fractions), rule_magface))
+    from .erc_fast import choose_magface, erc_prefix  # same numbers as erc_weighted(..., rule_magface)
+
+    return _entries(ctx, erc_prefix(ctx.sc, q, ctx.fmrs, crfiqa_schedule(ctx.fractions), choose_magface))
 
 
 @register_protocol(STRICT_CARD)
@@ -437,11 +444,13 @@ def run_erc_strict(ctx: Context, q: np.ndarray, at: np.ndarray | None = None) ->
     ks = sched.counts(ctx.sc.n)
     plan = cut_plan(q, ks)
     if plan.split.any():
-        res = erc_weighted(ctx.sc, q, ctx.fmrs, sched, rule_strict)
+        from .erc_fast import choose_strict, erc_prefix  # same numbers as erc_weighted(..., rule_strict)
+
+        res = erc_prefix(ctx.sc, q, ctx.fmrs, sched, choose_strict)
         res.distance_ties[:] = 0
         res.notes = [erc_notes(float(f), res, t, _no_gen_above(ctx.sc)) for t, f in enumerate(ctx.fmrs)]
         return _entries(ctx, res)
-    arr = erc_arrays(ctx.sc, quality_buckets(q, ks), sched.fractions, ctx.fmrs)
+    arr = erc_arrays(ctx.sc, quality_buckets(q, ks, plan.sorted_q), sched.fractions, ctx.fmrs)
     achieved = arr.accepted0 / arr.n_imp[0] if arr.n_imp[0] else np.full(len(ctx.fmrs), np.nan)
     res = ErcResult(
         sched.fractions,
