@@ -92,11 +92,11 @@ def test_edc_points_on_a_grid_when_there_are_many_steps():
 def test_bootstrap_is_seeded_and_contains_the_point_estimate(data):
     sim, gen, quals, folds = data
     q = quals["good"]
-    lo, hi, aucs = bootstrap_auc(sim, gen, q, 1e-2, "ERC", folds=folds, n=60, seed=3)
-    lo2, hi2, aucs2 = bootstrap_auc(sim, gen, q, 1e-2, "ERC", folds=folds, n=60, seed=3)
+    lo, hi, aucs = bootstrap_auc(sim, gen, q, 1e-2, "erc_strict", folds=folds, n=60, seed=3)
+    lo2, hi2, aucs2 = bootstrap_auc(sim, gen, q, 1e-2, "erc_strict", folds=folds, n=60, seed=3)
     np.testing.assert_array_equal(aucs, aucs2)
     assert (lo, hi) == (lo2, hi2)
-    _, _, aucs3 = bootstrap_auc(sim, gen, q, 1e-2, "ERC", folds=folds, n=60, seed=4)
+    _, _, aucs3 = bootstrap_auc(sim, gen, q, 1e-2, "erc_strict", folds=folds, n=60, seed=4)
     assert not np.array_equal(aucs, aucs3)
     point = erc_recomputed(sim, gen, q, 1e-2).auc
     assert len(aucs) == 60 and lo <= point <= hi and lo < hi

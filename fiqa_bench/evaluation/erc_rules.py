@@ -4,7 +4,8 @@ Every ERC drops the lowest-quality pairs at each reject fraction and recomputes 
 retained pairs. The programs differ in the reject schedule, the candidate thresholds, the tie rule of
 the nearest-FMR search and whether a genuine score equal to the threshold is a match. The rules are
 restated from ``../shared/REFERENCE.md`` section 5 and were checked against the programs' sources
-(CR-FIQA ``ERC/erc.py`` + ``ERC/roc.py`` at fdbtrs/CR-FIQA@eb03b81; MagFace ``eval_quality.py``).
+(CR-FIQA ``ERC/erc.py`` + ``ERC/roc.py`` at fdbtrs/CR-FIQA@eb03b81; MagFace
+``eval/eval_quality/eval_quality.py`` at IrvingMeng/MagFace@ee9de18).
 
 Tied qualities (one rule for every ERC protocol). A reject cut k (drop the k lowest-quality pairs)
 that falls inside a block of pairs with equal quality [lo, hi) (positions in the quality order) would
@@ -388,7 +389,7 @@ MAGFACE_CARD = ProtocolCard(
     name="erc_magface",
     kind="erc",
     title="MagFace eval_quality.py rule",
-    source="MagFace eval/eval_recognition/eval_quality.py (github.com/IrvingMeng/MagFace), as restated in REFERENCE.md 5",
+    source="MagFace eval/eval_quality/eval_quality.py perform_1v1_quality_eval (github.com/IrvingMeng/MagFace @ ee9de18)",
     rule=(
         "Same schedule as erc (int(r*N), r from np.arange(0, 0.98, 0.05)). Impostor distances ascending "
         "(= similarities descending), n retained impostors; index k = n - 1 divided by 10 with truncation once "
@@ -398,7 +399,10 @@ MAGFACE_CARD = ProtocolCard(
     ),
     parameters=(Parameter("fmr", "1e-3", "FMR targets, powers of ten only"), FRACTIONS_PARAM),
     ties=TIES,
-    edge_cases=ERC_EDGES + " With weighted counts k = floor((n_w - 1) / 10^m), at least 0.",
+    edge_cases=ERC_EDGES
+    + " With weighted counts k = floor((n_w - 1) / 10^m), at least 0. MagFace's loop stops once its index"
+    " reaches 0, so with fewer than 10^(m-1) + 1 retained impostors it prints no value at 10^-m for that"
+    " fraction (its curve gets shorter); here the point is kept with k = 0 (threshold = the top impostor).",
     references=("Meng et al., MagFace, CVPR 2021", "../shared/REFERENCE.md section 5"),
 )
 

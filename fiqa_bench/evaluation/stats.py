@@ -166,7 +166,16 @@ def percentile_ci(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tup
     return lo, hi
 
 
-LEGACY_NAMES = {"ERC": "erc_strict", "EDC": "edc"}  # names of fiqa-bench <= 0.x results
+def _registered(protocol: str) -> str:
+    """A registry name, matched case-insensitively (reports show protocol names upper-case)."""
+    from .registry import protocol_names
+
+    names = protocol_names()
+    if protocol in names:
+        return protocol
+    if protocol.lower() in names:
+        return protocol.lower()
+    raise EvaluationError(f"unknown protocol {protocol!r}; known: {', '.join(names)}")
 
 
 def _single_fmr(fmr: float) -> np.ndarray:
@@ -203,7 +212,7 @@ def _areas(
     kw: dict[str, object],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(point areas per method, resamples x methods areas) of the first row of ``protocol``."""
-    name = LEGACY_NAMES.get(protocol, protocol)
+    name = _registered(protocol)
     proto = get_protocol(name)
     if proto.kind == "verification":
         raise EvaluationError(f"protocol {name!r} has no area to bootstrap (verification accuracy)")
@@ -242,8 +251,8 @@ def bootstrap_auc(
     seed: int = 0,
     **kw: object,
 ) -> tuple[float, float, np.ndarray]:
-    """95% percentile interval of the area of ``protocol`` (a registry name; "ERC"/"EDC" = the names
-    of earlier results, erc_strict/edc) and the ``n`` bootstrap values.
+    """95% percentile interval of the area of ``protocol`` (a registry name, any case) and the ``n``
+    bootstrap values.
 
     Keywords: fractions, discard_limit, starting_error, normalised (as for ``evaluate``), progress.
     Resamples in which the area is undefined (NaN) are kept in the returned array and left out of the
@@ -271,8 +280,8 @@ def paired_bootstrap(
 ) -> dict[str, float]:
     """Paired bootstrap of AUC(a) - AUC(b): both methods are evaluated on the same resamples.
 
-    ``protocol``: a registry name with an area (erc, erc_strict, erc_magface, edc, edc_fm; "ERC"/"EDC"
-    = erc_strict/edc). Returns auc_a, auc_b (point estimates on all pairs), diff = auc_a - auc_b,
+    ``protocol``: a registry name with an area (erc, erc_strict, erc_magface, edc, edc_fm; any case).
+    Returns auc_a, auc_b (point estimates on all pairs), diff = auc_a - auc_b,
     ci_low/ci_high (95% percentile interval of the resampled differences), p_value and n. Lower area
     = better method. p_value is two-sided: 2 x min(share of differences <= 0, share >= 0), each share
     counted with the usual +1 correction ((count + 1) / (n + 1)), capped at 1. Identical methods give
