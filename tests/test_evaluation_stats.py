@@ -140,9 +140,9 @@ def test_resamples_stay_inside_folds_and_labels(data):
 
 def test_paired_bootstrap_identical_and_clearly_better(data):
     sim, gen, quals, folds = data
-    same = paired_bootstrap(sim, gen, quals["good"], quals["good"].copy(), 1e-2, "ERC", folds=folds, n=50, seed=1)
+    same = paired_bootstrap(sim, gen, quals["good"], quals["good"].copy(), 1e-2, "erc_strict", folds=folds, n=50, seed=1)
     assert same["diff"] == 0 and same["p_value"] == 1.0 and same["ci_low"] == same["ci_high"] == 0
-    better = paired_bootstrap(sim, gen, quals["good"], quals["noise"], 1e-2, "ERC", folds=folds, n=50, seed=1)
+    better = paired_bootstrap(sim, gen, quals["good"], quals["noise"], 1e-2, "erc_strict", folds=folds, n=50, seed=1)
     assert better["diff"] < 0 and better["ci_high"] < 0
     assert better["p_value"] <= 2 / 51 + 1e-12  # better in every resample: 2 (0 + 1) / (50 + 1)
     assert better["auc_a"] == erc_recomputed(sim, gen, quals["good"], 1e-2).auc and better["n"] == 50
