@@ -446,3 +446,12 @@ def test_prefix_engine_equals_plain_engine_on_tie_heavy_random_cases():
             np.testing.assert_array_equal(a.achieved0, b.achieved0)
             np.testing.assert_array_equal(a.distance_ties, b.distance_ties)
             assert a.notes == b.notes
+
+
+def test_protocols_markdown_lists_every_protocol():
+    from fiqa_bench.evaluation import protocols_markdown
+
+    md = protocols_markdown({"erc": "+0.001"})
+    for name in protocol_names():
+        assert f"| `{name}` |" in md
+    assert "+0.001" in md and md.splitlines()[0].endswith("difference from erc_strict |")

@@ -39,6 +39,7 @@ from .registry import (
     parse_protocols,
     protocol_cards,
     protocol_names,
+    protocols_markdown,
 )
 from .scale import QUALITY_SCALES, scale_qualities
 from .stats import bootstrap_auc, paired_bootstrap, resamples
@@ -67,6 +68,7 @@ __all__ = [
     "parse_protocols",
     "protocol_cards",
     "protocol_names",
+    "protocols_markdown",
     "reject_counts",
     "resamples",
     "scale_qualities",

@@ -124,19 +124,20 @@ def register_protocol(card: ProtocolCard) -> Callable[[Callable[..., Any]], Call
 
 
 def protocol_names(kind: str | None = None) -> list[str]:
-    """Registered protocol names (of one kind), in registration order."""
-    return [n for n, p in _PROTOCOLS.items() if kind is None or p.kind == kind]
+    """Registered protocol names (of one kind): ERC, then EDC, then verification; registration order within."""
+    names = [n for n, p in _PROTOCOLS.items() if kind is None or p.kind == kind]
+    return sorted(names, key=lambda n: KINDS.index(_PROTOCOLS[n].kind))
 
 
 def get_protocol(name: str) -> Protocol:
     try:
         return _PROTOCOLS[name]
     except KeyError:
-        raise EvaluationError(f"unknown protocol {name!r}; known: {', '.join(_PROTOCOLS)}") from None
+        raise EvaluationError(f"unknown protocol {name!r}; known: {', '.join(protocol_names())}") from None
 
 
 def protocol_cards() -> list[ProtocolCard]:
-    return [p.card for p in _PROTOCOLS.values()]
+    return [_PROTOCOLS[n].card for n in protocol_names()]
 
 
 def parse_protocols(spec: str | Iterable[str] | None, default: Iterable[str]) -> list[str]:
@@ -152,10 +153,25 @@ def parse_protocols(spec: str | Iterable[str] | None, default: Iterable[str]) ->
     if items == ["all"]:
         return protocol_names()
     if not items:
-        raise EvaluationError(f"give at least one protocol; known: {', '.join(_PROTOCOLS)}")
+        raise EvaluationError(f"give at least one protocol; known: {', '.join(protocol_names())}")
     out: list[str] = []
     for name in items:
         get_protocol(name)
         if name not in out:
             out.append(name)
     return out
+
+
+def protocols_markdown(differences: dict[str, str] | None = None) -> str:
+    """A Markdown table of the registered protocols (name, kind, source, rule), for README and reports.
+    ``differences``: optional text per protocol name for a last column (e.g. measured AUC difference
+    from erc_strict)."""
+    head = "| protocol | kind | source program | rule |" + (" difference from erc_strict |" if differences else "")
+    sep = "|---|---|---|---|" + ("---|" if differences else "")
+    lines = [head, sep]
+    for c in protocol_cards():
+        cells = [f"`{c.name}`", c.kind, c.source.replace("|", "/"), c.rule.replace("|", "/")]
+        if differences:
+            cells.append(differences.get(c.name, ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
