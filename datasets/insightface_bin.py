@@ -370,7 +370,7 @@ class InsightfaceBin(Dataset):
         return load_insightface_bin(p, self.card.name, skip_bad=skip_bad, progress=progress, expected_pairs=expected, workers=workers)
 
 
-def _card(name: str, summary: str, paper: str, licence: str, pairs: int) -> Card:
+def _card(name: str, summary: str, paper: str, licence: str, pairs: int, folder_form: str = "") -> Card:
     return Card(
         name=name,
         kind="dataset",
@@ -384,6 +384,7 @@ def _card(name: str, summary: str, paper: str, licence: str, pairs: int) -> Card
             f"under the data root, first found wins: {name}.bin, {name}/{name}.bin, <folder>/{name}.bin (e.g. "
             f"faces_emore/{name}.bin). Options: path=FILE, expected_pairs=N (0: no check), workers. Image ids: "
             f"{name}.bin#NNNNN (index in the file)."
+            + (f" Folder form (wins when present): {folder_form}" if folder_form else "")
         ),
     )
 
@@ -399,14 +400,16 @@ CFP_FP_CARD = _card(
     "CFP: research use; obtain the data from its authors", 7000,
 )
 CALFW_CARD = _card(
-    "calfw", "CALFW: cross-age LFW (insightface calfw.bin)",
+    "calfw", "CALFW: cross-age LFW (pairs_CALFW.txt + aligned images/, or insightface calfw.bin)",
     "Zheng et al., Cross-Age LFW: A Database for Studying Cross-Age Face Recognition in Unconstrained Environments, arXiv:1708.08197",
     "research use (LFW-derived); obtain the data from its authors", 6000,
+    "calfw/pairs_CALFW.txt + calfw/aligned images/ (options images, aligned=auto|true|false, detector, no_face).",
 )
 CPLFW_CARD = _card(
-    "cplfw", "CPLFW: cross-pose LFW (insightface cplfw.bin)",
+    "cplfw", "CPLFW: cross-pose LFW (pairs_CPLFW.txt + aligned images/, or insightface cplfw.bin)",
     "Zheng and Deng, Cross-Pose LFW: A Database for Studying Cross-Pose Face Recognition in Unconstrained Environments, BUPT TR 18-01, 2018",
     "research use (LFW-derived); obtain the data from its authors", 6000,
+    "cplfw/pairs_CPLFW.txt + cplfw/aligned images/ (options images, aligned=auto|true|false, detector, no_face).",
 )
 
 
@@ -421,10 +424,14 @@ def cfp_fp(card: Card, root: str | Path | None = None, **options: Any) -> Insigh
 
 
 @register_dataset(CALFW_CARD)
-def calfw(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def calfw(card: Card, root: str | Path | None = None, **options: Any) -> Dataset:
+    from .cross_lfw import FolderOrBin  # the authors' pairs_CALFW.txt form, else calfw.bin
+
+    return FolderOrBin(card, root, **options)
 
 
 @register_dataset(CPLFW_CARD)
-def cplfw(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def cplfw(card: Card, root: str | Path | None = None, **options: Any) -> Dataset:
+    from .cross_lfw import FolderOrBin  # the authors' pairs_CPLFW.txt form, else cplfw.bin
+
+    return FolderOrBin(card, root, **options)
