@@ -455,3 +455,23 @@ def test_protocols_markdown_lists_every_protocol():
     for name in protocol_names():
         assert f"| `{name}` |" in md
     assert "+0.001" in md and md.splitlines()[0].endswith("difference from erc_strict |")
+
+
+def test_bootstrap_bands_for_every_curve_of_every_protocol():
+    sim, gen, q = tie_free(12, n=800)
+    folds = np.arange(len(sim)) % 4
+    rows, points = evaluate(
+        sim,
+        gen,
+        {"q": q, "r": -q},
+        [1e-2],
+        protocols="erc,erc_magface,edc,edc_fm",
+        folds=folds,
+        bootstrap=8,
+        seed=1,
+    )
+    for b in points.blocks:
+        assert b.fnmr_lo is not None and b.fnmr_lo.shape == b.fraction.shape == b.fnmr_hi.shape
+        assert np.all(b.fnmr_lo <= b.fnmr_hi)
+    for r in rows:
+        assert r["ci_low"] <= r["ci_high"] and r["n_bootstrap"] == 8

@@ -173,12 +173,12 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     points = CurvePoints()
     kept: list[np.ndarray] = []
-    edc_at: list[np.ndarray | None] = []
+    edc_at: list[dict[str, np.ndarray]] = []  # per method: each EDC protocol's curve points
     method_names = list(qualities)
     for name, q, results in _results_in_threads(ctx, qualities, method_names, per_method, threads):
         if bootstrap:
             kept.append(q)
-        at = None
+        at: dict[str, np.ndarray] = {}
         for proto, entries in zip(per_method, results, strict=True):
             for e in entries:
                 rows.append(_row(name, proto, e, base, ctx))
@@ -187,7 +187,7 @@ def evaluate(
                     points.blocks[-1].kind = proto.kind
                     points.blocks[-1].starting_error = e.params["starting_error"]
                     if proto.kind == "edc":
-                        at = e.curve[0]
+                        at[proto.name] = e.curve[0]
         edc_at.append(at)
     if bootstrap and method_names and per_method:
         _add_bootstrap(rows, points, ctx, per_method, kept, folds, bootstrap, seed, edc_at, progress)
@@ -260,7 +260,7 @@ def _add_bootstrap(
     folds: np.ndarray | None,
     n: int,
     seed: int,
-    edc_at: list[np.ndarray | None],
+    edc_at: list[dict[str, np.ndarray]],
     progress: bool,
 ) -> None:
     """Percentile intervals of every row's area and pointwise bands of every curve, from ``n`` resamples
@@ -280,7 +280,7 @@ def _add_bootstrap(
         r = b_curve = 0
         for j, q in enumerate(qualities):
             for proto in protos:
-                entries = proto.runner(ctx_b, q[idx], at=edc_at[j] if proto.kind == "edc" else None)
+                entries = proto.runner(ctx_b, q[idx], at=edc_at[j].get(proto.name))
                 for e in entries:
                     aucs[b, r] = e.auc
                     r += 1
