@@ -144,12 +144,13 @@ def test_edc_starting_error_threshold():
     sim = np.array([0.2, 0.3, 0.4, 0.8, 0.9, 0.6, 0.5, 0.1, 0.0])
     gen = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
     e = edc_fixed(sim, gen, np.arange(9.0), 0.01, starting_error=0.4)
-    # 5 genuine: FNMR 0.4 = 2 false non-matches -> threshold 0.3 (genuine 0.2, 0.3 are <= it)
-    assert e.threshold == 0.3 and e.fnmr[0] == 0.4
-    assert e.achieved_fmr == 0.5  # impostors above 0.3: 0.6, 0.5 of 4
+    # Schlett: np.quantile of genuine 0.2 0.3 0.4 0.8 0.9 at 0.4: position 1.6 -> 0.3 + 0.6 x 0.1 = 0.36;
+    # errors: genuine < 0.36 = {0.2, 0.3} -> FNMR 0.4
+    assert e.threshold == pytest.approx(0.36) and e.fnmr[0] == 0.4
+    assert e.achieved_fmr == 0.5  # impostors >= 0.36: 0.6, 0.5 of 4
     assert np.isnan(e.fmr) and "starting error" in e.note
     e0 = edc_fixed(sim, gen, np.arange(9.0), 0.01, starting_error=0.0)
-    assert e0.fnmr[0] == 0.0 and e0.threshold < 0.2
+    assert e0.fnmr[0] == 0.0 and e0.threshold == 0.2  # quantile 0 = the lowest score; < 0.2: none
 
 
 @pytest.mark.parametrize("gen", [np.ones(6, dtype=bool), np.zeros(6, dtype=bool)])

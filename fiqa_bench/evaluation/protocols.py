@@ -283,22 +283,6 @@ def stepwise_area(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool =
     return float(stepwise_areas(x, np.asarray(e)[None, :], limit, normalised)[0])
 
 
-def starting_error_threshold(sc: Scores, starting_error: float) -> float:
-    """Threshold v whose FNMR #(genuine <= v) / n_genuine is nearest ``starting_error``.
-
-    Candidates: every genuine score, plus the value just below the lowest one (FNMR 0); distance ties
-    go to the lower FNMR. This is the discrete counterpart of taking a quantile of the genuine scores.
-    """
-    if not 0 <= starting_error <= 1:
-        raise EvaluationError(f"starting_error must lie in [0, 1], got {starting_error}")
-    gs = sc.gen_sorted
-    values = np.unique(gs)
-    counts = np.concatenate(([0], np.searchsorted(gs, values, side="right")))
-    cand = np.concatenate(([np.nextafter(values[0], gs.dtype.type(-np.inf))], values))
-    k = int(np.argmin(np.abs(counts - starting_error * len(gs))))
-    return float(cand[k])
-
-
 def edc_note(fmr: float, n_imp: int, achieved: float, starting_error: float | None) -> str:
     if starting_error is not None:
         return f"threshold fixed from starting error {starting_error:g} on the genuine scores; achieved FMR {achieved:.3g}"
@@ -320,8 +304,9 @@ def edc_fixed(
     """EDC, threshold fixed once on all pairs (Schlett et al. / ISO/IEC 29794-1 style).
 
     The threshold comes from ``fmr`` on all impostor scores (same rule as ERC at r = 0) or, when
-    ``starting_error`` is given, from the genuine scores (see ``starting_error_threshold``; ``fmr`` is
-    then ignored and reported as NaN). Discarding runs over the genuine pairs, lowest pair quality
+    ``starting_error`` is given, Schlett's rule: t = NumPy's linear quantile of the genuine scores at
+    the starting error and a genuine score < t is the error (``edc_rules``; ``fmr`` is then ignored and
+    reported as NaN). Discarding runs over the genuine pairs, lowest pair quality
     first, tied qualities together; the curve has one step per distinct quality and ends at (1, 0).
     ``auc`` is the stepwise pAUC over [0, discard_limit]; ``normalised=True`` subtracts the ideal
     curve's area max(0, e0 - x).
@@ -334,11 +319,13 @@ def edc_fixed(
         fmrs = check_fmrs(fmr)
         c, thr = nearest_fmr_thresholds(sc.imp_neg, fmrs)
         fmr_value = float(fmrs[0])
-    else:
-        v = sc.sim.dtype.type(starting_error_threshold(sc, float(starting_error)))
-        thr = np.array([v])
-        c = np.array([sc.n_imp - np.searchsorted(-sc.imp_neg[::-1], v, side="right")])
-        fmr_value = float("nan")
+    else:  # Schlett: t = NumPy's linear quantile of the genuine scores, error = score < t
+        from .edc_rules import check_starting_errors, fnm_thresholds
+
+        th = fnm_thresholds(sc, None, check_starting_errors(starting_error))
+        res = edc_arrays(sc, q, th.edge, th.accepted, float(discard_limit), normalised)
+        res.threshold = th.threshold
+        return edc_curve(res, 0, float("nan"), float(discard_limit), normalised, sc, starting_error)
     res = edc_arrays(sc, q, thr, c, float(discard_limit), normalised)
     return edc_curve(res, 0, fmr_value, float(discard_limit), normalised, sc, starting_error)
 
