@@ -385,8 +385,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-missing", action="store_true", help="drop pairs whose image has no quality (counted) instead of stopping")
     parser.add_argument("--lower", action="append", default=[], metavar="NAME", help="method whose quality is lower = better (repeatable)")
+    from .evaluation import protocol_names
+
     parser.add_argument(
-        "--protocols", help="comma list of evaluation protocols (default erc,edc; 'all'; see the README protocol table)"
+        "--protocols",
+        help=f"comma list of evaluation protocols: {', '.join(protocol_names())} or 'all' (default erc,edc)",
     )
     parser.add_argument("--discard-limit", default="0.2", help="EDC pAUC limit(s), comma list (default 0.2)")
     parser.add_argument(
