@@ -29,10 +29,11 @@ from .registry import Context, Entry, Parameter, ProtocolCard, register_protocol
 from .stats import step_values
 
 PAUC_NORMALISED_SOURCE = (
-    "DifFIQA (Babnik et al., IJCB 2023, arXiv:2305.05768), eDifFIQA (TBIOM 2024) and FROQ (arXiv:2509.17689) "
-    "report pAUC of the FNMR-vs-discard EDC at FMR 1e-3 to discard 0.2/0.3; values near 1 for weak methods "
-    "(above 1 for PCNet) imply division by the no-discard FNMR times the limit. The defining sentence was NOT "
-    "found in the text available to us (searched the papers' pages and the LSIbabnikz repositories): this "
+    "DifFIQA (Babnik et al., IJCB 2023, arXiv:2305.05768), eDifFIQA (TBIOM 2024) and FROQ (IJCB 2025, "
+    "arXiv:2509.17689) report pAUC of the FNMR-vs-discard EDC at FMR 1e-3 to discard 0.2/0.3 (FROQ's README, "
+    "LSIbabnikz/FROQ@840028d, states only that); values near 1 for weak methods (above 1 for PCNet) imply a "
+    "division by the no-discard FNMR times the limit. The defining sentence was NOT found in the text available "
+    "to us (the papers' abstracts/pages and the LSIbabnikz DifFIQA, eDifFIQA and FROQ repositories): this "
     "definition is inferred from the published values and must be confirmed before comparing digits."
 )
 
