@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,20 @@ from fiqa_bench.evaluation import (
     scale_qualities,
 )
 from fiqa_bench.evaluation.verification import INSIGHTFACE_THRESHOLDS, grid_kfold_accuracy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_plain():
+    """benchmarks/erc_plain.py: the ERC rules over every pair at every fraction (the oracle of erc_fast)."""
+    spec = importlib.util.spec_from_file_location("erc_plain", REPO / "benchmarks" / "erc_plain.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["erc_plain"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+plain = _load_plain()
 
 # ------------------------------------------------------------------ straightforward reference programs
 
@@ -144,7 +161,9 @@ def test_erc_strict_weighted_engine_equals_fast_engine_without_split_ties():
     """erc_strict runs on the fast engine unless a cut splits a tie block; the weighted engine with the
     strict rule gives the same numbers where nothing is split (tied similarity scores included)."""
     from fiqa_bench.evaluation._core import Scores
-    from fiqa_bench.evaluation.erc_rules import erc_weighted, rule_strict, strict_schedule
+    from fiqa_bench.evaluation.erc_rules import strict_schedule
+
+    erc_weighted, rule_strict = plain.erc_weighted, plain.rule_strict
 
     rng = np.random.default_rng(5)
     n = 4000
@@ -412,16 +431,16 @@ def test_edge_cases_are_values_with_notes():
 
 
 def test_prefix_engine_equals_plain_engine_on_tie_heavy_random_cases():
-    """erc_fast (what the protocols run) against erc_rules.erc_weighted (every pair at every fraction)."""
+    """erc_fast (what the protocols run) against benchmarks/erc_plain.py (every pair at every fraction)."""
     from fiqa_bench.evaluation._core import Scores
     from fiqa_bench.evaluation.erc_fast import choose_crfiqa, choose_magface, choose_strict, erc_prefix
-    from fiqa_bench.evaluation.erc_rules import (
-        crfiqa_schedule,
-        erc_weighted,
-        rule_crfiqa,
-        rule_magface,
-        rule_strict,
-        strict_schedule,
+    from fiqa_bench.evaluation.erc_rules import crfiqa_schedule, strict_schedule
+
+    erc_weighted, rule_crfiqa, rule_magface, rule_strict = (
+        plain.erc_weighted,
+        plain.rule_crfiqa,
+        plain.rule_magface,
+        plain.rule_strict,
     )
 
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """The ERC rules of ``erc_rules`` computed from the few pairs that decide them.
 
-Same numbers as ``erc_rules.erc_weighted`` (the plain engine: every pair at every reject fraction;
+Same numbers as ``benchmarks/erc_plain.py`` (the plain engine: every pair at every reject fraction;
 tested to be equal), at a cost per reject fraction proportional to the impostors above the threshold
 (about FMR x #impostors, doubled until enough) plus the genuine pairs below it (the false
 non-matches), instead of all pairs:
@@ -205,7 +205,10 @@ def choose_magface(mv: MethodView, cut: Cut, g: TopGroups, f: float) -> Choice |
 def erc_prefix(
     sc: Scores, q: np.ndarray, fmrs: np.ndarray, schedule: ErcSchedule, choose: PlateauRule
 ) -> ErcResult:
-    """``erc_rules.erc_weighted`` with ``choose`` in place of its rule (same numbers, less work)."""
+    """ERC of one quality method: ``choose`` applied to the weighted counts at every reject fraction
+    (tie rule: ``erc_rules``). FNMR = weighted false non-matches / weighted retained genuine pairs; where
+    no genuine pair or no impostor is retained FNMR is taken as 0 (noted). AUC = trapezoid over
+    ``schedule.auc_x``. Equal to the plain engine in benchmarks/erc_plain.py (tested)."""
     ks = schedule.counts(sc.n)
     plan = cut_plan(q, ks)
     gen = sc.genuine
