@@ -145,19 +145,26 @@ def normalise_path(value: PathLike | None) -> Path | None:
 
 def normalised(params: RunParams) -> RunParams:
     """Paths expanded, numbers as int, mappings copied: what the pipeline reads."""
+    from .preflight import check_counts
     from .specs import parse_weights
 
+    batch_size, workers, bootstrap, seed = check_counts(
+        batch_size=params.batch_size if params.batch_size is not None else 64,
+        workers=params.workers or 0,
+        bootstrap=params.bootstrap or 0,
+        seed=params.seed or 0,
+    )
     return dataclasses.replace(
         params,
         device=params.device or "auto",
-        batch_size=int(params.batch_size or 64),
-        workers=int(params.workers or 0),
+        batch_size=batch_size,
+        workers=workers,
         data_root=normalise_path(params.data_root),
         weights_dir=normalise_path(params.weights_dir),
         weights=parse_weights(params.weights),
         options={k: dict(v) for k, v in (params.options or {}).items()},
         cache_dir=normalise_path(params.cache_dir),
         skip_bad=bool(params.skip_bad),
-        seed=int(params.seed or 0),
-        bootstrap=int(params.bootstrap or 0),
+        seed=seed,
+        bootstrap=bootstrap,
     )

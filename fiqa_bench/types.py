@@ -79,6 +79,9 @@ class Plugin:
     card: Card
     options: Mapping[str, Any] = MappingProxyType({})
     weight_files: tuple[Path, ...] = ()
+    # State derived while building that changes the numbers but is neither an option value nor a weight
+    # file (e.g. the content hash of FROQ's calibration set); set by the plug-in, never by the engine.
+    derived_state: Mapping[str, str] = MappingProxyType({})
     device: str = "cpu"
 
     def __init__(self, ctx: BuildContext | None = None) -> None:
@@ -104,9 +107,11 @@ class Plugin:
     def weights_path(self, path: str | Path | None) -> None:
         self.weight_files = (Path(path),) if path else ()
 
-    def fingerprint(self) -> str:
-        """Identifies card + declared options + weights (+ bound FR model): part of every cache key."""
-        return plugin_fingerprint(self.card, self.options, self.weight_files, self.bound_fr_model())
+    def declared_fingerprint(self) -> str:
+        """Card + fingerprinted declared options + weight hashes + derived state (+ bound FR model)."""
+        return plugin_fingerprint(
+            self.card, self.options, self.weight_files, self.bound_fr_model(), self.derived_state
+        )
 
     def bound_fr_model(self) -> FRModel | None:
         """The FR model whose output this plug-in's values depend on (methods override)."""
@@ -114,9 +119,14 @@ class Plugin:
 
 
 def plugin_fingerprint(
-    card: Card, options: Mapping[str, Any], weight_files: Sequence[Path], fr_model: FRModel | None = None
+    card: Card,
+    options: Mapping[str, Any],
+    weight_files: Sequence[Path],
+    fr_model: FRModel | None = None,
+    derived_state: Mapping[str, str] | None = None,
 ) -> str:
-    """Card + fingerprinted declared option values + weight-file hashes + bound FR model fingerprint."""
+    """Card + fingerprinted declared option values + weight-file hashes + bound FR model fingerprint
+    (+ the plug-in's declared derived state, when it has any)."""
     from .registry import file_fingerprint
 
     declared = {o.name for o in card.options if o.fingerprint}
@@ -127,6 +137,8 @@ def plugin_fingerprint(
     ]
     if fr_model is not None:
         parts.append(fr_model.fingerprint())
+    if derived_state:
+        parts.append(repr(sorted(derived_state.items())))
     return hash_strings(parts)
 
 
@@ -197,6 +209,10 @@ class FRModel(Plugin, ABC):
             return np.zeros((0, self.card.embedding_size or 0), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
+    def fingerprint(self) -> str:
+        """The model's cache key (card, declared options, weights): see :meth:`Plugin.declared_fingerprint`."""
+        return self.declared_fingerprint()
+
 
 class QualityMethod(Plugin, ABC):
     """A face image quality method. ``raw_scores`` are in the card's direction; ``score`` is oriented
@@ -217,6 +233,10 @@ class QualityMethod(Plugin, ABC):
 
     def bound_fr_model(self) -> FRModel | None:
         return self.fr_model if self.card.needs_fr_model != "none" else None
+
+    def fingerprint(self) -> str:
+        """The method's cache key (card, declared options, weights, bound FR model's key)."""
+        return self.declared_fingerprint()
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         """Raw scores (in the card's direction) of one batch: float N."""
@@ -411,11 +431,6 @@ class Dataset(Plugin, ABC):
         super().bind(ctx)
         self.cache_dir = ctx.cache_dir
 
-    def declared_fingerprint(self) -> str:
-        """Card + fingerprinted declared options (+ weight files): the engine's part of the dataset's
-        cache key (fiqa_bench.pipeline.load_dataset adds the ids, the pairs and the loaded data's own
-        fingerprint). Datasets may define their own ``fingerprint(...)`` helpers; this one is not that."""
-        return plugin_fingerprint(self.card, self.options, self.weight_files)
 
     @abstractmethod
     def status(self) -> DatasetStatus: ...
