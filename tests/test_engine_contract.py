@@ -192,3 +192,29 @@ def test_c_distributed_honours_dataset_options(tmp_path: Path) -> None:
     run = json.loads((out / "run.json").read_text())
     assert run["cache"]["computed"] == 0, run["cache"]
     assert run["datasets"]["demo"]["folds"] == 2
+
+
+def test_api_import_has_no_cycle_and_version_imports_nothing_heavy() -> None:
+    """`import fiqa_bench.api` loads no module that imports the api back (the old api <-> pipeline
+    cycle), and `fiqa-bench --version` loads neither numpy nor torch nor any subcommand module."""
+    listing = (
+        "import sys, fiqa_bench.api; print(' '.join(m for m in sys.modules if m.startswith('fiqa_bench')))"
+    )
+    out = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = [m for m in out.stdout.split() if m != "fiqa_bench.api"]
+    assert "fiqa_bench.pipeline" not in loaded
+    check = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); print('fiqa_bench.api' in sys.modules)"
+    )
+    for module in loaded:
+        r = subprocess.run([sys.executable, "-c", check, module], capture_output=True, text=True, timeout=120)
+        assert r.stdout.strip() == "False", f"importing {module} imports fiqa_bench.api"
+    code = (
+        "import sys\nfrom fiqa_bench.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('numpy', 'torch', 'pandas', 'fiqa_bench.precomputed', 'fiqa_bench.align',"
+        " 'fiqa_bench.reports') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
