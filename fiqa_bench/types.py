@@ -420,9 +420,13 @@ class Dataset(Plugin, ABC):
     card: Card
     cache_dir: Path | None = None
 
-    def __init__(self, root: str | Path | None = None, **options: Any) -> None:
+    def __init__(self, root: BuildContext | str | Path | None = None, **options: Any) -> None:
+        """``Dataset(ctx)`` (a class registered as its own factory) or ``Dataset(root, **options)``."""
         from .data_root import resolve_data_root
 
+        if isinstance(root, BuildContext):
+            ctx, root = root, root.root
+            options = dict(ctx.options)
         self.root = resolve_data_root(root)
         card = getattr(type(self), "card", None)
         self.options = MappingProxyType(card.resolve_options(options) if isinstance(card, Card) else dict(options))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fiqa_bench
-from fiqa_bench.registry import FR_MODELS, METHODS
+from fiqa_bench.registry import DATASETS, FR_MODELS, METHODS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Adding a method, FR model or dataset"
@@ -30,21 +30,24 @@ def readme_blocks() -> list[str]:
 def readme_plugins():
     blocks = readme_blocks()
     assert len(blocks) >= 3, "the README section lost its examples"
-    before = (set(METHODS.names()), set(FR_MODELS.names()))
+    before = (set(METHODS.names()), set(FR_MODELS.names()), set(DATASETS.names()))
     for i, code in enumerate(blocks):
         module = types.ModuleType(f"readme_example_{i}")
         exec(compile(code, f"README.md block {i}", "exec"), module.__dict__)
-    added = (set(METHODS.names()) - before[0], set(FR_MODELS.names()) - before[1])
+    added = (
+        set(METHODS.names()) - before[0],
+        set(FR_MODELS.names()) - before[1],
+        set(DATASETS.names()) - before[2],
+    )
     yield added
-    for name in added[0]:
-        METHODS.unregister(name)
-    for name in added[1]:
-        FR_MODELS.unregister(name)
+    for registry, names in zip((METHODS, FR_MODELS, DATASETS), added, strict=True):
+        for name in names:
+            registry.unregister(name)
 
 
 def test_readme_blocks_register_plugins(readme_plugins) -> None:
-    methods, models = readme_plugins
-    assert {"brightness", "embedding_spread"} <= methods and "pixels8" in models
+    methods, models, datasets = readme_plugins
+    assert {"brightness", "embedding_spread"} <= methods and "pixels8" in models and "my_pairs" in datasets
     # Imports in the examples name public modules only.
     for code in readme_blocks():
         for mod in re.findall(r"^(?:from|import) ([\w.]+)", code, flags=re.M):
@@ -93,3 +96,75 @@ def test_readme_plugins_run_end_to_end(readme_plugins, lfw_dir: Path, tmp_path: 
     run = json.loads((out / "run.json").read_text())
     assert run["methods"]["brightness"]["options"] == {"gamma": "2.0"}
     assert run["datasets"][f"pairs:{csv}"]["n_pairs"] == 12
+
+
+@pytest.fixture(scope="module")
+def my_pairs_root(lfw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<root>/my_pairs/: 4 genuine + 4 impostor pairs of the real LFW pairs.txt, aligned with YuNet to
+    112x112 PNGs, listed as the README's dataset expects."""
+    import cv2
+
+    from fiqa_bench.faces import YuNetDetector, align, read_rgb
+
+    root = tmp_path_factory.mktemp("readme_dataset")
+    folder = root / "my_pairs"
+    folder.mkdir()
+    lines = (lfw_dir / "pairs.txt").read_text().splitlines()
+    per = int(lines[0].split()[1])
+    det = YuNetDetector()
+    out = []
+
+    def png(name: str, n: str) -> str:
+        file = f"{name}_{int(n):04d}.png"
+        if not (folder / file).is_file():
+            face, _ = align(read_rgb(lfw_dir / "images" / name / f"{name}_{int(n):04d}.jpg"), det)
+            assert face is not None
+            cv2.imwrite(str(folder / file), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+        return file
+
+    for line in lines[1:5]:
+        name, n1, n2 = line.split()
+        out.append(f"{png(name, n1)} {png(name, n2)} 1")
+    for line in lines[1 + per : 5 + per]:
+        a, n1, b, n2 = line.split()
+        out.append(f"{png(a, n1)} {png(b, n2)} 0")
+    (folder / "pairs.txt").write_text("\n".join(out) + "\n")
+    return root
+
+
+def test_readme_dataset_runs_and_rejects_bad_lines(
+    readme_plugins, my_pairs_root: Path, tmp_path: Path
+) -> None:
+    results = fiqa_bench.run(
+        methods="brightness",
+        models="pixels8",
+        datasets="my_pairs",
+        data_root=my_pairs_root,
+        options={"my_pairs": {"folds": 2}},
+        fmr="0.25",
+        out=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        report=False,
+        progress=False,
+    )
+    assert set(results["dataset"]) == {"my_pairs"} and np.isfinite(results["auc"]).all()
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["datasets"]["my_pairs"]["n_pairs"] == 8 and run["datasets"]["my_pairs"]["folds"] == 2
+    # A bad line: one error naming file and line, or a counted skip.
+    broken = tmp_path / "broken"
+    (broken / "my_pairs").mkdir(parents=True)
+    for f in (my_pairs_root / "my_pairs").iterdir():
+        (broken / "my_pairs" / f.name).write_bytes(f.read_bytes())
+    listing = broken / "my_pairs" / "pairs.txt"
+    listing.write_text(
+        listing.read_text()
+        + "missing.png "
+        + sorted(p.name for p in listing.parent.glob("*.png"))[0]
+        + " 1\n"
+    )
+    with pytest.raises(
+        fiqa_bench.FiqaError, match=r"pairs.txt:9: missing.png is not a readable 112x112 image"
+    ):
+        fiqa_bench.get_dataset("my_pairs", root=broken).load(progress=False)
+    data = fiqa_bench.get_dataset("my_pairs", root=broken).load(skip_bad=True, progress=False)
+    assert len(data.pairs) == 8 and len(data.skipped) == 1
