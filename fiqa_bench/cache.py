@@ -117,7 +117,10 @@ def writing(path: Path, needed: int | None = None, option: str = "") -> Iterator
     except DiskWriteError:
         raise
     except OSError as exc:
-        raise disk_error(exc, Path(exc.filename) if exc.filename else path, needed, option) from None
+        where = Path(exc.filename) if exc.filename else path
+        if (where.name.startswith(".") and ".tmp" in where.name) or ".tmp/" in str(where):
+            where = path  # name what the user asked for, not our temporary file
+        raise disk_error(exc, where, needed, option) from None
 
 
 def ensure_writable_dir(path: Path, option: str = "", keep: bool = True) -> Path:
@@ -654,12 +657,12 @@ def cached_crops(
         remove_stale_tmp(final.parent)
         tmp = _tmp_name(final)
         try:
-            with writing(tmp, int(np.prod(shape)), "--cache-dir"):
+            with writing(final, int(np.prod(shape)), "--cache-dir"):
                 tmp.mkdir()
                 out = np.lib.format.open_memmap(tmp / "crops.npy", mode="w+", dtype=np.uint8, shape=shape)
                 _reserve(tmp / "crops.npy")  # a full disk is an error now, not a SIGBUS while filling
             meta = compute(out)  # (its own errors are not disk-write errors)
-            with writing(tmp, int(np.prod(shape)), "--cache-dir"):
+            with writing(final, int(np.prod(shape)), "--cache-dir"):
                 out.flush()
             digest = array_digest(out)
             del out

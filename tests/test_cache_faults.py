@@ -287,7 +287,7 @@ def test_full_disk_is_one_line_with_sizes_and_leaves_no_temp_file(
             w.add(IDS[:4], EMB[:4])
     msg = str(info.value)
     assert "no space left" in msg and "needed" in msg and "free" in msg and "--cache-dir" in msg
-    assert "\n" not in msg and str(tmp_path) in msg
+    assert "\n" not in msg and str(slot.dir) in msg and ".tmp" not in msg  # the file, not our temp
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 

@@ -199,7 +199,8 @@ def test_full_disk_mid_run_is_one_line_and_leaves_no_temp_file(
     _fail_writes(monkeypatch, out, errno.ENOSPC, name_has=".npz")
     rc = main([*DEMO, "--quiet", "--out", str(out), "--cache-dir", str(warm)])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.count("\n") == 0 and str(out) in err and "needed" in err, err
+    assert rc == 2 and err.count("\n") == 0 and str(out / "pairs") in err and "needed" in err, err
+    assert ".tmp" not in err  # names the results file, not a temporary one
     assert _no_temp_files(out)
 
 
