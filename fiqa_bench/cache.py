@@ -494,8 +494,17 @@ class SlotWriter:
         self._meta_written = True
         meta = self.slot.dir / "slot.json"
         rec = self.slot._recorded()
-        if rec.get("row_shape") is not None and rec.get("dtype"):
+        if rec.get("row_shape") == list(values.shape[1:]) and rec.get("dtype") == values.dtype.str:
             return
+        if rec:  # damaged or stale: the producer is the authority on what it produces
+            log.warning(
+                "cache: %s records rows %s %s, the producer writes %s %s; rewriting it",
+                meta,
+                rec.get("row_shape"),
+                rec.get("dtype"),
+                list(values.shape[1:]),
+                values.dtype.str,
+            )
         desc = {**self.slot.description, "row_shape": list(values.shape[1:]), "dtype": values.dtype.str}
         atomic_write_text(meta, json.dumps(desc, indent=1, sort_keys=True, default=str), option="--cache-dir")
 

@@ -317,3 +317,14 @@ def test_out_check_leaves_no_empty_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
     ensure_writable_dir(tmp_path / "c", "--cache-dir")
     assert (tmp_path / "c").is_dir() and not list((tmp_path / "c").iterdir())
+
+
+def test_damaged_slot_record_is_rewritten_by_the_next_writer(tmp_path: Path) -> None:
+    slot = _slot(tmp_path, row_shape=None)
+    _fill(slot)
+    (slot.dir / "slot.json").write_text('{"row_shape": [5], "dtype": "<f4"}')  # a flipped digit
+    _, missing = slot.load(IDS)
+    assert missing.all()  # every chunk disagrees with the record: recomputed ...
+    _fill(slot)  # ... and the writer corrects the record, so the rows stay cached from now on
+    _, missing = _slot(tmp_path, row_shape=None).load(IDS)
+    assert not missing.any()
