@@ -677,6 +677,9 @@ def cached_crops(
             del out
             save_checksummed_npz(tmp / "meta.npz", crops_digest=np.array(digest), **meta)
             publish_dir(tmp, final)
+            for ext in (".npy", ".meta.npz", ".npz"):  # the unverified single-file layout used before
+                with contextlib.suppress(OSError):
+                    (final.parent / f"{final.name}{ext}").unlink(missing_ok=True)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -223,6 +223,15 @@ def test_damaged_crop_cache_is_quarantined_and_rebuilt(
     cached_crops(final, SHAPE, lambda out: pytest.fail("a good cache must not be rebuilt"))
 
 
+def test_crop_cache_replaces_the_old_unverified_files(tmp_path: Path) -> None:
+    final = tmp_path / "aligned" / "set-abc"
+    final.parent.mkdir(parents=True)
+    for ext in (".npy", ".meta.npz", ".npz"):
+        (final.parent / f"set-abc{ext}").write_bytes(b"old layout")
+    cached_crops(final, SHAPE, _compute)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["set-abc"]
+
+
 def _crop_process(root: str, queue: mp.Queue) -> None:
     crops, meta = cached_crops(Path(root) / "aligned" / "set-abc", SHAPE, _compute)
     queue.put(int(np.asarray(crops, np.int64).sum()))
