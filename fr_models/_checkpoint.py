@@ -247,43 +247,16 @@ def _pick_prefix(keys: list[str], wanted: set[str]) -> str:
 def match_state_dict(
     model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
-    """Strip the file's prefix and check every key in name and shape; returns the model-keyed dict."""
-    expected = model.state_dict()
-    keys = list(state)
-    prefix = _pick_prefix(keys, set(expected))
-    if prefix in _WHOLE_PREFIXES:
-        inside = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        outside = [k for k in keys if not k.startswith(prefix)]
-    else:  # backbone inside a training model: the rest is its loss head, not ours to load
-        inside = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        outside = []
-    unexpected = sorted(outside + [k for k in inside if k not in expected])
-    # BatchNorm's num_batches_tracked does not affect inference; very old saves lack it.
-    missing = sorted(k for k in expected if k not in inside and not k.endswith("num_batches_tracked"))
-    misshaped = sorted(
-        f"{k} {tuple(inside[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected
-        if k in inside and tuple(inside[k].shape) != tuple(expected[k].shape)
-    )
-    if missing or unexpected or misshaped:
-        arch = getattr(model, "arch", type(model).__name__)
-        parts = []
-        for label, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("mis-shaped (file vs model)", misshaped),
-        ):
-            if items:
-                more = f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else ""
-                parts.append(f"{len(items)} {label}: {', '.join(items[:_SHOW])}{more}")
-        raise CheckpointError(
-            f"{source}: does not fit {arch} ({'; '.join(parts)}). The file looks like "
-            f"{guess_architecture(state)}; use the card for that architecture (or crfiqa:PATH, which infers it)."
-        )
-    out = dict(inside)
-    for k, v in expected.items():  # fill tolerated gaps (num_batches_tracked) from the model itself
-        out.setdefault(k, v)
-    return out
+    """iResNet-family files: find the prefix the backbone sits under (a whole-model wrapper, or a backbone
+    inside a training model whose other keys are its loss head and are left out), then :func:`match_keys`."""
+    prefix = _pick_prefix(list(state), set(model.state_dict()))
+    if prefix not in _WHOLE_PREFIXES:  # backbone inside a training model: the rest is not ours to load
+        state = {k: v for k, v in state.items() if k.startswith(prefix)}
+    return match_keys(
+        model.state_dict(), state, source, getattr(model, "arch", type(model).__name__), strip=(prefix,) if prefix else (),
+        hint=f"The file looks like {guess_architecture(state)}; use the card for that architecture "
+        "(or crfiqa:PATH, which infers it).",
+    )  # fmt: skip
 
 
 def load_state_dict_strict(model: nn.Module, path: str | Path) -> nn.Module:
@@ -308,26 +281,27 @@ def mismatch_summary(missing: list[str], unexpected: list[str], misshaped: list[
     return "; ".join(parts)
 
 
-def match_layout(
-    model: nn.Module,
+def match_keys(
+    expected: Mapping[str, torch.Tensor],
     state: Mapping[str, torch.Tensor],
-    *,
     source: str,
     arch: str,
+    *,
     strip: tuple[str, ...] = ("module.",),
     ignore: tuple[str, ...] = (),
+    optional: tuple[str, ...] = ("num_batches_tracked",),
     hint: str = "",
 ) -> dict[str, torch.Tensor]:
-    """Match a checkpoint to ``model`` in its authors' exact layout; returns the model-keyed dict.
+    """Match a checkpoint to a model's state_dict ``expected`` in its authors' exact layout (any
+    architecture); returns the model-keyed dict. The one key-matching rule of fiqa-bench.
 
     The wrapping prefix is the one of ``("", *strip)`` under which most of the model's keys are found
     (``module.`` of DataParallel, ``model.`` of a Lightning module, ...). Keys that start with one of
     ``ignore`` (a training checkpoint's loss head, e.g. AdaFace's ``head.kernel``) are dropped. Every other
-    key must then be a model key of the same shape and every model key must be present (BatchNorm's
-    ``num_batches_tracked`` excepted: it does not affect inference), else ONE :class:`CheckpointError`
-    line lists the missing, unexpected and mis-shaped keys.
+    key must then be a model key of the same shape and every model key must be present (keys ending in one
+    of ``optional`` excepted, e.g. BatchNorm's ``num_batches_tracked``, which does not affect inference),
+    else ONE :class:`CheckpointError` line lists the missing, unexpected and mis-shaped keys.
     """
-    expected = model.state_dict()
     keys = [k for k in state if not k.startswith(ignore)] if ignore else list(state)
     best, hits = "", -1
     for p in ("", *strip):
@@ -335,10 +309,8 @@ def match_layout(
         if n > hits:
             best, hits = p, n
     inside = {k[len(best) :]: state[k] for k in keys if k.startswith(best)}
-    unexpected = sorted(
-        [k for k in keys if not k.startswith(best)] + [k for k in inside if k not in expected]
-    )
-    missing = sorted(k for k in expected if k not in inside and not k.endswith("num_batches_tracked"))
+    unexpected = sorted([k for k in keys if not k.startswith(best)] + [k for k in inside if k not in expected])
+    missing = sorted(k for k in expected if k not in inside and not k.endswith(optional))
     misshaped = sorted(
         f"{k} {tuple(inside[k].shape)} vs {tuple(expected[k].shape)}"
         for k in expected
@@ -354,6 +326,11 @@ def match_layout(
     for k, v in expected.items():
         out.setdefault(k, v)
     return out
+
+
+def match_layout(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, arch: str, **kwargs: Any) -> dict[str, torch.Tensor]:
+    """:func:`match_keys` against ``model``'s own state_dict."""
+    return match_keys(model.state_dict(), state, source, arch, **kwargs)
 
 
 def load_layout(model: nn.Module, path: str | Path, *, arch: str, **kwargs: Any) -> nn.Module:
