@@ -330,7 +330,7 @@ def test_verification_rows_are_labelled():
     )
     ver = [r for r in rows if r["kind"] == "verification"]
     assert [r["protocol"] for r in ver] == ["verification_exact", "verification_insightface"]
-    assert all(r["method"] == "" and 0.5 < r["accuracy"] <= 1 and math.isnan(r["auc"]) for r in ver)
+    assert all(r["method"] == "(all pairs)" and 0.5 < r["accuracy"] <= 1 and math.isnan(r["auc"]) for r in ver)
 
 
 # ------------------------------------------------------------------ ties and row order

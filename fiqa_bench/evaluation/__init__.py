@@ -15,7 +15,7 @@ defaults, tie rule, edge cases); default ``DEFAULT_PROTOCOLS`` = ("erc", "edc");
 with the keys ``ROW_COLUMNS``: method, protocol (registry name), kind, the protocol's parameters fmr,
 starting_error, discard_limit, reject_max (NaN where they do not apply), auc (ERC AUC / EDC pAUC; lower =
 better), pauc_minus_best, pauc_normalised (EDC), accuracy, accuracy_std, n_folds (verification rows,
-method ""), ci_low, ci_high, counts, achieved_fmr, threshold, fnmr_at_0, error_at_0, split_tie_share (ERC:
+method "(all pairs)"), ci_low, ci_high, counts, achieved_fmr, threshold, fnmr_at_0, error_at_0, split_tie_share (ERC:
 share of pairs in tied-quality blocks split by a reject cut), note. One ERC row per method x FMR; one EDC
 row per method x (FMR target, or starting error when given) x discard limit. Curve points
 (``CurvePoints.to_frame()``): method, protocol, kind, fmr, starting_error, fraction, fnmr (+ fnmr_lo,

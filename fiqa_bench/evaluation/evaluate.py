@@ -79,6 +79,8 @@ def cosine_similarity_pairs(
     return out
 
 
+VERIFICATION_METHOD = "(all pairs)"  # the method column of verification rows: accuracy uses no quality
+
 ROW_COLUMNS = (
     "method",
     "protocol",
@@ -143,7 +145,7 @@ def evaluate(
 
     Returns (rows, curve points). One row per method x protocol x parameter set (FMR target or
     starting error, and discard limit for EDC), in that order, then one row per verification protocol
-    (method ""); keys ``ROW_COLUMNS`` (NaN where a column does not apply). Curve points: one block per
+    (method ``VERIFICATION_METHOD`` = "(all pairs)"); keys ``ROW_COLUMNS`` (NaN where a column does not apply). Curve points: one block per
     curve (method, protocol, kind, fmr, starting_error, fraction, fnmr = the protocol's error; + fnmr_lo/
     fnmr_hi with bootstrap). EDC points are the curve's steps (read "steps-post") or a 501-point grid of
     the step function when it has more steps. Raises EvaluationError on bad inputs or parameters.
@@ -193,7 +195,7 @@ def evaluate(
         _add_bootstrap(rows, points, ctx, per_method, kept, folds, bootstrap, seed, edc_at, progress)
     for proto in accuracy_protos:
         for e in proto.runner(ctx, None):
-            rows.append(_row("", proto, e, base, ctx))
+            rows.append(_row(VERIFICATION_METHOD, proto, e, base, ctx))
     return rows, points
 
 
