@@ -155,6 +155,8 @@ def evaluate(
     if bootstrap < 0:
         raise EvaluationError(f"bootstrap must be >= 0, got {bootstrap}")
     limits = check_limits(discard_limits if discard_limits is not None else (discard_limit,))
+    if int(n_folds) < 2:
+        raise EvaluationError(f"n_folds must be at least 2 (verification folds), got {n_folds}")
     sc = Scores.build(sim, gen, checked=True)
     ctx = Context(
         sc=sc,
