@@ -25,10 +25,14 @@ def files(tmp_path: Path) -> dict[str, object]:
     a, b, sim, gen = [], [], [], []
     for i in range(0, 40, 2):  # 20 genuine pairs (the two images of a person)
         a.append(i), b.append(i + 1), gen.append(True), sim.append(round(float(rng.normal(0.6, 0.15)), 4))
-    for _ in range(40):  # 40 impostor pairs
+    seen: set[frozenset[int]] = set()
+    for _ in range(40):  # 40 distinct impostor pairs (a repeat, also as (b, a), is refused)
         i, j = rng.choice(40, 2, replace=False)
         while i // 2 == j // 2:
             i, j = rng.choice(40, 2, replace=False)
+        while i // 2 == j // 2 or frozenset((int(i), int(j))) in seen:  # same random stream as before
+            j = (j + 1) % 40
+        seen.add(frozenset((int(i), int(j))))
         a.append(int(i)), b.append(int(j)), gen.append(False), sim.append(round(float(rng.normal(0.05, 0.1)), 4))
     words = {True: ["1", "yes", "True"], False: ["0", "no", "false"]}
     cmp_rows = [f"{IMAGES[x]},{IMAGES[y]},{s},{words[g][k % 3]},{k % 2}" for k, (x, y, s, g) in enumerate(zip(a, b, sim, gen, strict=True))]
@@ -84,7 +88,7 @@ def _bad(files, name: str, text: str) -> Path:
         ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,z,0.2,maybe\n", 3, "genuine 'maybe' is not a label"),
         ("image_a,image_b,similarity,genuine\nx,y,high,1\n", 2, "similarity 'high' is not a finite number"),
         ("image_a,image_b,score,genuine\nx,y,0.5,1\n", 1, "missing column"),
-        ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,y,0.5,1,extra\n", 3, "cannot be parsed"),
+        ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,y,0.5,1,extra\n", 3, "has 5 fields where the header has 4"),
         ("image_a,image_b,similarity,genuine\nx,y,0.5,1\n\n,z,0.1,0\n", 4, "empty image_a"),
     ],
 )
