@@ -330,7 +330,9 @@ def test_verification_rows_are_labelled():
     )
     ver = [r for r in rows if r["kind"] == "verification"]
     assert [r["protocol"] for r in ver] == ["verification_exact", "verification_insightface"]
-    assert all(r["method"] == "(all pairs)" and 0.5 < r["accuracy"] <= 1 and math.isnan(r["auc"]) for r in ver)
+    assert all(
+        r["method"] == "(all pairs)" and 0.5 < r["accuracy"] <= 1 and math.isnan(r["auc"]) for r in ver
+    )
 
 
 # ------------------------------------------------------------------ ties and row order
@@ -494,3 +496,16 @@ def test_bootstrap_bands_for_every_curve_of_every_protocol():
         assert np.all(b.fnmr_lo <= b.fnmr_hi)
     for r in rows:
         assert r["ci_low"] <= r["ci_high"] and r["n_bootstrap"] == 8
+
+
+def test_xqlfw_accuracy_uses_cosine_distance_on_a_0001_grid():
+    from fiqa_bench.evaluation import xqlfw_accuracy
+
+    # 20 pairs: genuine cos 0.5 (distance 0.5), impostors cos 0.4995 (distance 0.5005): the 0.001 grid has no
+    # threshold between them (0.500 -> all "different", 0.501 -> all "same"); every fold: best = 50 %.
+    # With cos 0.498 for impostors (distance 0.502) the grid value 0.501 separates them: 100 %.
+    gen = np.arange(20) % 2 == 0
+    mean, _, _, _ = xqlfw_accuracy(np.where(gen, 0.5, 0.4995), gen)
+    assert mean == pytest.approx(0.5)
+    mean2, _, _, thrs = xqlfw_accuracy(np.where(gen, 0.5, 0.498), gen)
+    assert mean2 == 1.0 and np.allclose(thrs, 0.501)
