@@ -509,3 +509,20 @@ def test_xqlfw_accuracy_uses_cosine_distance_on_a_0001_grid():
     assert mean == pytest.approx(0.5)
     mean2, _, _, thrs = xqlfw_accuracy(np.where(gen, 0.5, 0.498), gen)
     assert mean2 == 1.0 and np.allclose(thrs, 0.501)
+
+
+@pytest.mark.parametrize("seed", [30, 31])
+def test_erc_and_magface_equal_the_programs_on_tied_similarity_scores(seed):
+    """Similarity with 2 decimals (the programs' np.unique thresholds and sorted distances meet ties),
+    qualities tie-free (no reject cut splits anything)."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    gen = rng.random(n) < 0.4
+    sim = np.round(np.where(gen, rng.normal(0.5, 0.2, n), rng.normal(0.05, 0.1, n)), 2).clip(-0.99, 0.99)
+    q = rng.permutation(n).astype(np.float64)
+    fmrs = [1e-1, 1e-2, 1e-3]
+    rows, _ = evaluate(sim, gen, {"q": q}, fmrs, protocols="erc,erc_magface")
+    for f in fmrs:
+        auc = {r["protocol"]: r["auc"] for r in rows if r["fmr"] == f}
+        assert abs(auc["erc"] - crfiqa_reference(sim, gen, q, f)[1]) <= 1e-12
+        assert abs(auc["erc_magface"] - magface_reference(sim, gen, q, f)[1]) <= 1e-12
