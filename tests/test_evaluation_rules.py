@@ -526,3 +526,13 @@ def test_erc_and_magface_equal_the_programs_on_tied_similarity_scores(seed):
         auc = {r["protocol"]: r["auc"] for r in rows if r["fmr"] == f}
         assert abs(auc["erc"] - crfiqa_reference(sim, gen, q, f)[1]) <= 1e-12
         assert abs(auc["erc_magface"] - magface_reference(sim, gen, q, f)[1]) <= 1e-12
+
+
+def test_list_protocols_command(capsys):
+    from fiqa_bench.cli import main
+
+    assert main(["list", "protocols"]) == 0
+    out = capsys.readouterr().out
+    assert "default erc,edc" in out
+    for name in protocol_names():
+        assert f"  {name} " in out
