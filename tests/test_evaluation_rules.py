@@ -536,3 +536,16 @@ def test_list_protocols_command(capsys):
     assert "default erc,edc" in out
     for name in protocol_names():
         assert f"  {name} " in out
+
+
+def test_bootstrap_intervals_do_not_depend_on_row_order():
+    sim, gen, quals = _tie_heavy(n=1200)
+    folds = np.arange(len(sim)) % 3
+    kw = {"protocols": "erc,edc", "bootstrap": 6, "seed": 3}
+    ref, ref_pts = evaluate(sim, gen, quals, [1e-2], folds=folds, **kw)
+    p = np.random.default_rng(1).permutation(len(sim))
+    rows, pts = evaluate(sim[p], gen[p], {k: v[p] for k, v in quals.items()}, [1e-2], folds=folds[p], **kw)
+    assert [(r["ci_low"], r["ci_high"]) for r in rows] == [(r["ci_low"], r["ci_high"]) for r in ref]
+    for a, b in zip(pts.blocks, ref_pts.blocks, strict=True):
+        np.testing.assert_array_equal(a.fnmr_lo, b.fnmr_lo)
+        np.testing.assert_array_equal(a.fnmr_hi, b.fnmr_hi)

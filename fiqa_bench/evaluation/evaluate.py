@@ -275,7 +275,7 @@ def _add_bootstrap(
     n_rows = len(rows)
     aucs = np.full((n, n_rows), np.nan)
     curves: list[list[np.ndarray]] = [[] for _ in points.blocks]
-    it = resamples(gen, folds, n, seed)
+    it = resamples(gen, folds, n, seed, (sim, *qualities))  # pairs in a canonical order: no row order
     for b, idx in enumerate(
         tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
     ):
