@@ -95,7 +95,7 @@ def _print_table(results: object) -> None:
 
 
 def _add_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets"])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets", "protocols"])
     p.add_argument("--data-root", help="folder holding the datasets")
     p.add_argument("--weights-dir", help="folder holding weight files")
 

@@ -42,7 +42,7 @@ def test_identical_methods_give_zero_difference_and_p_one(saved: Path) -> None:
     # The AUC being tested is the one in the table (same protocol settings).
     res = pd.read_csv(saved / "results.csv")
     for rec in table.to_dict("records"):
-        row = res[(res.dataset == rec["dataset"]) & (res.protocol == rec["protocol"]) & (res.method == "serfiq")]
+        row = res[(res.dataset == rec["dataset"]) & (res.protocol.str.upper() == rec["protocol"].upper()) & (res.method == "serfiq")]
         assert rec["auc_a"] == pytest.approx(float(row["auc"].iloc[0]), rel=1e-9, abs=1e-12)
 
 
