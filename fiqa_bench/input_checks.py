@@ -255,7 +255,9 @@ def sniff_delimiter(line: str, suffix: str = "") -> str:
 def _padded(text: str, delimiter: str) -> bool:
     """Does any field start or end with a blank? (a few substring scans of the text, no regex)."""
     for b in (" ", "\t") if delimiter != "\t" else (" ",):
-        if text.startswith(b) or any(x in text for x in (b + delimiter, delimiter + b, b + "\n", "\n" + b, b + "\r")):
+        if text.startswith(b) or any(
+            x in text for x in (b + delimiter, delimiter + b, b + "\n", "\n" + b, b + "\r")
+        ):
             return True
     return False
 
@@ -370,7 +372,8 @@ def read_table(
         ) from None
     first_row_line = head_no + 1 if header else head_no
     lines = np.arange(len(df), dtype=np.int64) + first_row_line
-    if delim != "whitespace" and _padded(text, delim):  # stripping 20M strings costs seconds: only when needed
+    # Stripping 20M strings costs seconds: only when some field is padded.
+    if delim != "whitespace" and _padded(text, delim):
         df = df.apply(lambda s: s.str.strip())
     drop = np.array((df == "").all(axis=1), dtype=bool)
     if comments:
