@@ -337,6 +337,11 @@ class IJBC(Dataset):
                 )
             n_pairs_skipped = int(len(bad_rows))
             a, b, label = a[ok], b[ok], label[ok]
+            if not len(a):
+                raise DataFormatError(
+                    pairs_path, f"every pair was left out ({n_pairs_skipped} pair(s) with a template that has no usable image)",
+                    "restore the loose crops or use matching meta files: nothing is left to evaluate",
+                )
 
         faces = FaceSet(
             ids=names.tolist(),

@@ -80,6 +80,29 @@ def test_pairs_csv_bad_image_error_or_counted_skip(faces: dict, tmp_path: Path, 
     assert [s.what for s in data.skipped] == ["image", "pair"] and data.skipped[1].where == f"{path}:10"
 
 
+@pytest.mark.slow
+def test_run_on_pairs_csv_with_empty_image(faces: dict, tmp_path: Path) -> None:
+    """The user's path: `fiqa-bench run` stops with one line (exit 2), or with --skip-bad evaluates the rest
+    and lists the skips in run.json and the report."""
+    import json
+    import subprocess
+    import sys
+
+    img = _folder(faces, tmp_path)
+    (img / "empty.jpg").write_bytes(b"")
+    path = _csv(img, faces["pairs"] + [("empty.jpg", faces["names"][0], 1)])
+    exe = str(Path(sys.executable).parent / "fiqa-bench")
+    cmd = [exe, "run", "--datasets", f"pairs:{path}", "--methods", "sharpness", "--models", "sface", "--fmr", "0.1"]
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "a")], capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "empty.jpg: is empty" in lines[-1]
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--skip-bad"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    skipped = next(iter(json.loads((tmp_path / "b" / "run.json").read_text())["datasets"].values()))["skipped"]
+    assert [s["what"] for s in skipped] == ["image", "pair"] and skipped[1]["where"] == f"{path}:10"
+    assert "empty.jpg" in (tmp_path / "b" / "report" / "summary.md").read_text()
+
+
 def test_skip_bad_leaving_no_pair_is_one_line(faces: dict, tmp_path: Path) -> None:
     img = _folder(faces, tmp_path)
     (img / "empty.jpg").write_bytes(b"")
