@@ -92,13 +92,26 @@ def test_run_on_pairs_csv_with_empty_image(faces: dict, tmp_path: Path) -> None:
     (img / "empty.jpg").write_bytes(b"")
     path = _csv(img, faces["pairs"] + [("empty.jpg", faces["names"][0], 1)])
     exe = str(Path(sys.executable).parent / "fiqa-bench")
-    cmd = [exe, "run", "--datasets", f"pairs:{path}", "--methods", "sharpness", "--models", "sface", "--fmr", "0.1"]
+    cmd = [
+        exe,
+        "run",
+        "--datasets",
+        f"pairs:{path}",
+        "--methods",
+        "sharpness",
+        "--models",
+        "sface",
+        "--fmr",
+        "0.1",
+    ]
     r = subprocess.run([*cmd, "--out", str(tmp_path / "a")], capture_output=True, text=True)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and "Traceback" not in r.stderr and "empty.jpg: is empty" in lines[-1]
     r = subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--skip-bad"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    skipped = next(iter(json.loads((tmp_path / "b" / "run.json").read_text())["datasets"].values()))["skipped"]
+    skipped = next(iter(json.loads((tmp_path / "b" / "run.json").read_text())["datasets"].values()))[
+        "skipped"
+    ]
     assert [s["what"] for s in skipped] == ["image", "pair"] and skipped[1]["where"] == f"{path}:10"
     assert "empty.jpg" in (tmp_path / "b" / "report" / "summary.md").read_text()
 
@@ -463,3 +476,11 @@ def test_dataloader_worker_error_is_one_line() -> None:
     with pytest.raises(FiqaError) as exc:
         list(worker_errors(DataLoader(Broken(), num_workers=1)))
     assert str(exc.value) == "/x/train.rec: record key 0 holds no decodable image. Fix: pack the set again"
+
+
+def test_pairs_csv_repeat_spelled_differently(faces: dict, tmp_path: Path) -> None:
+    img = _folder(faces, tmp_path)
+    a, b, g = faces["pairs"][0]
+    path = _csv(img, [*faces["pairs"], (f"./{b}", a.replace("/", "//"), g)])
+    with pytest.raises(DataFormatError, match=r"pairs\.csv:10: .*repeats line 2 in reverse order"):
+        _load(path)
