@@ -142,6 +142,21 @@ def _listing(crop_dir: Path) -> set[str]:
         return {e.name for e in it}
 
 
+class _RowLines:
+    """Row index -> 1-based file line of a table read with blank lines skipped. The file is scanned
+    only when asked (error messages and skip records), so the fast path never pays for it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lines: np.ndarray | None = None
+
+    def __call__(self, row: int) -> int:
+        if self._lines is None:
+            with open(self.path, "rb") as f:
+                self._lines = np.fromiter((n for n, ln in enumerate(f, start=1) if ln.strip()), np.int64)
+        return int(self._lines[row]) if 0 <= row < len(self._lines) else int(row) + 1
+
+
 def _sniff_crops(crop_dir: Path, names: np.ndarray, present: np.ndarray) -> dict[int, str]:
     """Index -> why, for the present crops that are empty or not image files (size + first bytes read by
     a few threads: about a minute for the 469,375 published crops on a local disk, far less than scoring)."""
@@ -215,6 +230,7 @@ class IJBC(Dataset):
                     "IJBC/loose_crop/) under the data root; set it with --data-root or FIQA_BENCH_DATA.",
                 )
         tid_mid_path, pairs_path, lm_path = paths[TID_MID], paths[PAIRS], paths[LANDMARKS]
+        tid_line, lm_line, pair_line = _RowLines(tid_mid_path), _RowLines(lm_path), _RowLines(pairs_path)
         skipped: list[Skipped] = []
         emptied: set[int] = set()  # templates all of whose crops are missing
 
@@ -229,7 +245,7 @@ class IJBC(Dataset):
                 tid_mid_path,
                 f"image {names[dup]} is listed twice (a crop belongs to one template)",
                 "use the published file",
-                int(dup) + 1,
+                tid_line(int(dup)),
             )
 
         lm_cols = read_table(lm_path, "s" + "f" * 11, "each line must be 'image_name x1 y1 ... x5 y5 score'")
@@ -244,7 +260,7 @@ class IJBC(Dataset):
             if not index.is_unique:
                 dup = int(np.flatnonzero(index.duplicated())[0])
                 raise DataFormatError(
-                    lm_path, f"image {lm_names[dup]} is listed twice", "use the published file", dup + 1
+                    lm_path, f"image {lm_names[dup]} is listed twice", "use the published file", lm_line(dup)
                 )
             rows = index.get_indexer(names)
             if (rows < 0).any():
@@ -253,7 +269,7 @@ class IJBC(Dataset):
                     tid_mid_path,
                     f"image {names[bad]} has no landmarks line in {lm_path}",
                     f"use matching {TID_MID} and {LANDMARKS} files",
-                    bad + 1,
+                    tid_line(bad),
                 )
         landmarks = lm_values[rows, :10].reshape(-1, 5, 2).astype(np.float32)
         det_score = lm_values[rows, 10].astype(np.float32)
@@ -283,11 +299,11 @@ class IJBC(Dataset):
                     tid_mid_path,
                     f"image {self.crop_dir / names[first]} {why} ({len(bad)} listed crop(s) missing or unusable)",
                     "restore the loose crops or pass --skip-bad to leave them out (counted)",
-                    first + 1,
+                    tid_line(first),
                 )
             for i in bad:
                 why = f"loose crop {unusable[i]}" if i in unusable else "missing loose crop"
-                skipped.append(Skipped("image", f"{tid_mid_path}:{i + 1}", f"{why} {names[i]} (template {tids[i]})"))
+                skipped.append(Skipped("image", f"{tid_mid_path}:{tid_line(int(i))}", f"{why} {names[i]} (template {tids[i]})"))
             keep = usable
             emptied = set(np.setdiff1d(tids[~keep], tids[keep]).tolist())
             names, tids, mids = names[keep], tids[keep], mids[keep]
@@ -306,7 +322,7 @@ class IJBC(Dataset):
                 pairs_path,
                 f"label {label[bad_label[0]]} is not 0 or 1",
                 "labels are 1 (same subject) or 0",
-                int(bad_label[0]) + 1,
+                pair_line(int(bad_label[0])),
             )
         a, a_ok = _template_index(template_values, p1)
         b, b_ok = _template_index(template_values, p2)
@@ -322,13 +338,13 @@ class IJBC(Dataset):
                     pairs_path,
                     f"template {t} {why}",
                     "use matching meta files or pass --skip-bad to leave such pairs out (counted)",
-                    int(bad_rows[0]) + 1,
+                    pair_line(int(bad_rows[0])),
                 )
             # One record per unknown template (a template can take part in thousands of pairs).
             order = np.argsort(unknown_t, kind="stable")
             ts, starts, counts = np.unique(unknown_t[order], return_index=True, return_counts=True)
             for t, s, c in zip(ts, starts, counts, strict=True):
-                first_line = int(bad_rows[order[s]]) + 1
+                first_line = pair_line(int(bad_rows[order[s]]))
                 why = "has no usable image left" if int(t) in emptied else f"is not in {TID_MID}"
                 skipped.append(
                     Skipped(

@@ -291,3 +291,14 @@ def test_end_to_end_run_on_ijbc_layout(ijbc_dir: dict[str, object], tmp_path: Pa
     )
     tq = template_quality(img_q, data.templates)
     np.testing.assert_allclose(q, np.minimum(tq[data.pairs.a], tq[data.pairs.b]), rtol=1e-12)
+
+
+def test_line_numbers_count_blank_lines(ijbc_dir: dict[str, object], tmp_path: Path) -> None:
+    root = _copy(ijbc_dir, tmp_path)
+    tid_mid = root / "IJBC" / "meta" / "ijbc_face_tid_mid.txt"
+    tid_mid.write_text("\n\n" + tid_mid.read_text())  # two blank lines first: crop 2.jpg is now on line 4
+    (root / "IJBC" / "loose_crop" / "2.jpg").unlink()
+    with pytest.raises(DataFormatError, match=r"ijbc_face_tid_mid.txt:4: image .*2.jpg does not exist"):
+        fiqa_bench.get_dataset("ijbc", root=root).load(progress=False)
+    data = fiqa_bench.get_dataset("ijbc", root=root).load(skip_bad=True, progress=False)
+    assert [s.where for s in data.skipped if s.what == "image"] == [f"{tid_mid}:4"]
