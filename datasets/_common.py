@@ -28,7 +28,6 @@ from fiqa_bench.types import ALIGNED_SIZE, FaceSet, LoadedDataset, Pairs, Skippe
 log = logging.getLogger("fiqa_bench.datasets")
 
 N_FOLDS = 10
-__all__ = ["SKIP_HINT"]  # re-exported for the dataset modules
 
 
 # -- small helpers ---------------------------------------------------------------------------------
