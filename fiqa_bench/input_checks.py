@@ -300,10 +300,14 @@ def read_table(
     not headerless either, the missing columns are reported). Blank lines (and, with ``comments``, lines
     starting with ``#``) are skipped; a row with fewer fields than the header is an error naming its
     line. Raises DataFormatError."""
+    import re
+
     import pandas as pd
 
     path = Path(path)
     text = read_text(path)
+    if comments:  # blank out comment lines (same line count): their fields must not be parsed
+        text = re.sub(r"(?m)^[ \t]*#[^\r\n]*", "", text)
     all_lines = text.splitlines() if len(text) < (1 << 20) else None
     head_no, head_line = 0, ""
     for no, line in enumerate(io.StringIO(text), start=1):
@@ -355,8 +359,6 @@ def read_table(
     except pd.errors.EmptyDataError:
         df = pd.DataFrame({i: pd.Series([], dtype=str) for i in range(n_fields)})
     except pd.errors.ParserError as exc:
-        import re
-
         m = re.search(r"line (\d+), saw (\d+)", str(exc))
         if m:
             no = int(m.group(1))  # pandas counts the skipped lines too: this is the file line
@@ -376,8 +378,6 @@ def read_table(
     if delim != "whitespace" and _padded(text, delim):
         df = df.apply(lambda s: s.str.strip())
     drop = np.array((df == "").all(axis=1), dtype=bool)
-    if comments:
-        drop |= np.array(df[0].str.startswith("#"), dtype=bool)
     if drop.any():
         df, lines = df[~drop].reset_index(drop=True), lines[~drop]
     # A short row reads as empty trailing fields: find the rows with an empty last field and count the
