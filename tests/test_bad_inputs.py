@@ -484,3 +484,23 @@ def test_pairs_csv_repeat_spelled_differently(faces: dict, tmp_path: Path) -> No
     path = _csv(img, [*faces["pairs"], (f"./{b}", a.replace("/", "//"), g)])
     with pytest.raises(DataFormatError, match=r"pairs\.csv:10: .*repeats line 2 in reverse order"):
         _load(path)
+
+
+def test_bin_build_cannot_change_the_numpy_stand_ins(faces: dict, tmp_path: Path) -> None:
+    """A crafted pickle that BUILDs onto the dtype stand-in (setattr of __setstate__) changes a fresh
+    per-load copy only: the next file still reads, and other numpy globals stay refused."""
+    import fiqa_bench.datasets.insightface_bin as ib
+
+    attack = b"\x80\x02cnumpy\ndtype\nN}X\x0c\x00\x00\x00__setstate__Ns\x86b."
+    (tmp_path / "attack.bin").write_bytes(attack)
+    with pytest.raises(DataFormatError, match="attack.bin"):
+        read_bin(tmp_path / "attack.bin")
+    assert callable(ib._Uint8Dtype.__setstate__)
+    for module, name in (("numpy", "frombuffer"), ("numpy.core.multiarray", "scalar"), ("numpy", "load")):
+        (tmp_path / "g.bin").write_bytes(f"\x80\x02c{module}\n{name}\n.".encode())
+        with pytest.raises(DataFormatError, match=f"refused to load: the pickle asks for {module}.{name}"):
+            read_bin(tmp_path / "g.bin")
+    arrays = [np.frombuffer((faces["root"] / n).read_bytes(), np.uint8).copy() for n in faces["names"][:2]]
+    with open(tmp_path / "ok.bin", "wb") as f:
+        pickle.dump((arrays, [True]), f, protocol=2)
+    assert read_bin(tmp_path / "ok.bin")[1] == [True]
