@@ -497,7 +497,7 @@ def test_bin_build_cannot_change_the_numpy_stand_ins(faces: dict, tmp_path: Path
         read_bin(tmp_path / "attack.bin")
     assert callable(ib._Uint8Dtype.__setstate__)
     for module, name in (("numpy", "frombuffer"), ("numpy.core.multiarray", "scalar"), ("numpy", "load")):
-        (tmp_path / "g.bin").write_bytes(f"\x80\x02c{module}\n{name}\n.".encode())
+        (tmp_path / "g.bin").write_bytes(b"\x80\x02c" + f"{module}\n{name}\n.".encode())
         with pytest.raises(DataFormatError, match=f"refused to load: the pickle asks for {module}.{name}"):
             read_bin(tmp_path / "g.bin")
     arrays = [np.frombuffer((faces["root"] / n).read_bytes(), np.uint8).copy() for n in faces["names"][:2]]
