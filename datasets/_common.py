@@ -177,6 +177,30 @@ def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> 
     return out
 
 
+def check_alignment(name: str, table: ImageTable, shapes: Sequence[tuple[int, int] | None], auto: bool) -> dict[str, Any]:
+    """Are 112x112 images really aligned to the ArcFace template? YuNet on an evenly spaced sample
+    (``faces.ALIGNMENT_SAMPLE``) measures the median landmark offset; above ``faces.MISALIGNED_MEDIAN_PX``
+    the set is flagged (photos merely resized to 112x112 would otherwise be embedded as if aligned) and
+    a one-line warning says what happens: with aligned=auto the set is aligned on the fly instead."""
+    from fiqa_bench.faces import ALIGNMENT_SAMPLE, MISALIGNED_MEDIAN_PX, alignment_offset
+
+    ok = [i for i, s in enumerate(shapes) if s == (ALIGNED_SIZE, ALIGNED_SIZE)]
+    if not ok:
+        return {}
+    pick = [ok[int(k)] for k in np.linspace(0, len(ok) - 1, min(ALIGNMENT_SAMPLE, len(ok))).round().astype(int)]
+    offset, measured = alignment_offset(np.stack([decode_rgb(table.blobs[i]) for i in pick]))
+    misaligned = bool(measured and offset > MISALIGNED_MEDIAN_PX)
+    if misaligned:
+        log.warning(
+            "%s: the 112x112 images are not aligned to the ArcFace template (median landmark offset %.1f px over "
+            "%d sampled faces; aligned crops measure about 2 px): %s",
+            name, offset, measured,
+            "aligning them on the fly (pass aligned=true to use them as they are)" if auto
+            else "results will be poor; pass aligned=false to align them on the fly",
+        )  # fmt: skip
+    return {"alignment_offset_px": round(offset, 2), "alignment_faces_measured": measured, "misaligned": misaligned}
+
+
 def prepare_faces(
     name: str,
     table: ImageTable,
@@ -214,9 +238,13 @@ def prepare_faces(
     skipped = policy.skipped
     shapes = [None if isinstance(s, str) else s for s in decoded]
     good_shapes = [s for s in shapes if s is not None]
-    if aligned == "auto":
+    auto = aligned == "auto"
+    if auto:
         aligned = all(s == (ALIGNED_SIZE, ALIGNED_SIZE) for s in good_shapes)
         log.info("%s: images are %s (aligned=auto)", name, "112x112, used as aligned" if aligned else "not all 112x112, aligning them")
+    check = check_alignment(name, table, shapes, auto) if aligned else {}
+    if check.get("misaligned") and auto:
+        aligned = False
     if aligned:
         for i, s in enumerate(shapes):
             if s is not None and s != (ALIGNED_SIZE, ALIGNED_SIZE):
@@ -251,7 +279,10 @@ def prepare_faces(
                 skipped.append(Skipped("face", table.ids[i], f"no face found by {detector}; aligned with the set's mean landmarks"))
         keep_idx = np.array([i for i in range(len(table)) if i not in bad], np.int64)
         loader = ArrayLoader(crops, keep_idx)
-        meta = {"det_score": np.asarray(det_score)[keep_idx], "landmarks": np.asarray(landmarks)[keep_idx]}
+        # Measured landmarks only: a faceless image's stand-in landmarks placed its crop, but landmark-based
+        # methods must see "no face" (NaN), not a plausible face.
+        measured = np.where((np.asarray(status) == 0)[:, None, None], np.asarray(landmarks, np.float32), np.nan)
+        meta = {"det_score": np.asarray(det_score)[keep_idx], "landmarks": measured[keep_idx]}
         n_checked = len(table) - sum(1 for s in shapes if s is None)
         info = {
             "detector": detector,
@@ -259,6 +290,7 @@ def prepare_faces(
             "alignment_failure_rate": float(n_no_face / max(n_checked, 1)),
         }
         fingerprint = hashlib.sha256((fingerprint + no_face).encode()).hexdigest()[:16]
+    info.update({k: v for k, v in check.items() if k != "misaligned"})
     keep = np.full(len(table), -1, np.int64)
     keep[keep_idx] = np.arange(len(keep_idx))
     faces = FaceSet(ids=[table.ids[i] for i in keep_idx], loader=loader, meta=meta)
@@ -270,29 +302,18 @@ def _aligned_crops(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Aligned crops (memory-mapped from the cache when present) + status/score/landmarks per image."""
     from fiqa_bench.align import align_sources
-    from fiqa_bench.cache import atomic_save_npz, default_cache_dir
+    from fiqa_bench.cache import cached_crops, default_cache_dir
 
     folder = Path(cache_dir or default_cache_dir()) / "v1" / "aligned"
     stem = f"{name.replace(':', '_').replace('/', '_')}-{fingerprint}"
-    crops_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.meta.npz"
-    n = len(table)
-    if crops_path.is_file() and meta_path.is_file():
-        try:
-            crops = np.load(crops_path, mmap_mode="r")
-            with np.load(meta_path, allow_pickle=False) as z:
-                if crops.shape == (n, ALIGNED_SIZE, ALIGNED_SIZE, 3) and len(z["status"]) == n:
-                    return crops, z["status"], z["det_score"], z["landmarks"]
-        except (OSError, ValueError, KeyError):
-            pass  # broken cache: recompute
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}.npy.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, ALIGNED_SIZE, ALIGNED_SIZE, 3))
-    res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
-    out.flush()
-    del out
-    tmp.replace(crops_path)
-    atomic_save_npz(meta_path, status=res.status, det_score=res.det_score, landmarks=res.landmarks)
-    return np.load(crops_path, mmap_mode="r"), res.status, res.det_score, res.landmarks
+
+    def compute(out: np.ndarray) -> dict[str, np.ndarray]:
+        res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
+        return {"status": res.status, "det_score": res.det_score, "landmarks": res.landmarks}
+
+    # Verified on every read (shape, dtype, checksums), rebuilt when damaged, safe under concurrent runs.
+    crops, meta = cached_crops(folder / stem, (len(table), ALIGNED_SIZE, ALIGNED_SIZE, 3), compute)
+    return crops, meta["status"], meta["det_score"], meta["landmarks"]
 
 
 # -- assembling the loaded dataset ------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from fiqa_bench.cache import atomic_save_npz, default_cache_dir
+from fiqa_bench.cache import cached_crops, default_cache_dir
 from fiqa_bench.errors import DataFormatError, MissingDataError
 from fiqa_bench.faces import YuNetDetector, pick_face, read_rgb, warp_to_template
 from fiqa_bench.input_checks import SKIP_HINT, BadInputs, read_image_file, read_text
@@ -224,7 +224,8 @@ class LFWFolder(Dataset):
         faces = FaceSet(
             ids=[f"lfw/{i}" for i in ids],
             loader=lambda i: crops[i],
-            meta={"det_score": det_score, "landmarks": landmarks},
+            # Measured landmarks only (NaN where no face was found; the crop used the set's mean landmarks).
+            meta={"det_score": det_score, "landmarks": np.where((failed == 0)[:, None, None], landmarks, np.nan)},
         )
         return LoadedDataset(
             name="lfw",
@@ -241,47 +242,43 @@ class LFWFolder(Dataset):
         """Aligned crops of every image (cached on disk per fingerprint): crops, det_score, landmarks, failed
         (0 = ok, 1 = no face, 2 = undecodable)."""
         cache_root = Path(self.options.get("cache_dir") or default_cache_dir())
-        cache_file = cache_root / "v1" / "aligned" / f"lfw-{fingerprint}.npz"
-        if cache_file.is_file():
-            try:
-                with np.load(cache_file, allow_pickle=False) as z:
-                    if len(z["crops"]) == len(paths):
-                        return z["crops"], z["det_score"], z["landmarks"], z["failed"]
-            except (OSError, ValueError, KeyError):
-                pass
-        detector = YuNetDetector()
         n = len(paths)
-        crops = np.zeros((n, 112, 112, 3), np.uint8)
-        det_score = np.zeros(n, np.float32)
-        landmarks = np.zeros((n, 5, 2), np.float32)
-        failed = np.zeros(n, np.int8)
-        sources: dict[int, np.ndarray] = {}
 
-        def work(i: int) -> None:
-            rgb = read_rgb(paths[i])
-            if rgb is None:
-                failed[i] = 2
-                return
-            det = pick_face(detector.detect(rgb), rgb.shape)
-            if det is None:
-                failed[i] = 1
-                sources[i] = rgb
-                return
-            crops[i] = warp_to_template(rgb, det.landmarks)
-            det_score[i], landmarks[i] = det.score, det.landmarks
+        def compute(crops: np.ndarray) -> dict[str, np.ndarray]:
+            detector = YuNetDetector()
+            det_score = np.zeros(n, np.float32)
+            landmarks = np.zeros((n, 5, 2), np.float32)
+            failed = np.zeros(n, np.int8)
+            sources: dict[int, np.ndarray] = {}
 
-        workers = int(self.options.get("workers", 2))
-        with ThreadPoolExecutor(max(workers, 1)) as pool:
-            list(tqdm(pool.map(work, range(n)), total=n, desc="lfw: align (YuNet)", unit="img", disable=not progress))
-        ok = failed == 0
-        if (~ok).any() and ok.any():
-            mean_lm = landmarks[ok].mean(axis=0)
-            for i, rgb in sources.items():
-                crops[i] = warp_to_template(rgb, mean_lm)
-                landmarks[i] = mean_lm
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save_npz(cache_file, crops=crops, det_score=det_score, landmarks=landmarks, failed=failed)
-        return crops, det_score, landmarks, failed
+            def work(i: int) -> None:
+                rgb = read_rgb(paths[i])
+                if rgb is None:
+                    failed[i] = 2
+                    return
+                det = pick_face(detector.detect(rgb), rgb.shape)
+                if det is None:
+                    failed[i] = 1
+                    sources[i] = rgb
+                    return
+                crops[i] = warp_to_template(rgb, det.landmarks)
+                det_score[i], landmarks[i] = det.score, det.landmarks
+
+            workers = int(self.options.get("workers", 2))
+            with ThreadPoolExecutor(max(workers, 1)) as pool:
+                list(tqdm(pool.map(work, range(n)), total=n, desc="lfw: align (YuNet)", unit="img", disable=not progress))
+            ok = failed == 0
+            if (~ok).any() and ok.any():
+                mean_lm = landmarks[ok].mean(axis=0)
+                for i, rgb in sources.items():
+                    crops[i] = warp_to_template(rgb, mean_lm)
+                    landmarks[i] = mean_lm
+            return {"det_score": det_score, "landmarks": landmarks, "failed": failed}
+
+        # Memory-mapped, verified on every read (shape, dtype, checksums), rebuilt when damaged, safe
+        # under concurrent runs (built in a private folder, published by one rename).
+        crops, meta = cached_crops(cache_root / "v1" / "aligned" / f"lfw-{fingerprint}", (n, 112, 112, 3), compute)
+        return crops, meta["det_score"], meta["landmarks"], meta["failed"]
 
 
 @register_dataset(LFW_CARD)

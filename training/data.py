@@ -70,11 +70,17 @@ class RecordIOFaceDataset(Dataset):
         prop = folder / "property"
         if prop.is_file():
             try:
-                return int(prop.read_text().split(",")[0])
+                n = int(prop.read_text().split(",")[0])
             except ValueError:
                 raise DataFormatError(
                     prop, "expected 'num_classes,height,width'", "rewrite the property file"
                 ) from None
+            if n < max(n_ident, 1):
+                raise DataFormatError(
+                    prop, f"says {n} classes but {self.reader.rec_path.name} holds {n_ident} identity records",
+                    f"write {n_ident} as its first number (or delete it: the count is then read from the data)",
+                )
+            return n
         if n_ident > 0:
             return n_ident
         # No metadata: read every header once (slow for millions of images, exact).
