@@ -504,3 +504,15 @@ def test_bin_build_cannot_change_the_numpy_stand_ins(faces: dict, tmp_path: Path
     with open(tmp_path / "ok.bin", "wb") as f:
         pickle.dump((arrays, [True]), f, protocol=2)
     assert read_bin(tmp_path / "ok.bin")[1] == [True]
+
+
+def test_unreadable_image_is_judged_like_an_undecodable_one(faces: dict) -> None:
+    from fiqa_bench.datasets._common import ImageTable, prepare_faces
+
+    table = ImageTable()
+    table.add("a", (faces["root"] / faces["names"][0]).read_bytes(), "a.jpg")
+    table.add("b", None, "/data/b.jpg", "cannot be read (check its permissions)")
+    with pytest.raises(DataFormatError, match=r"/data/b\.jpg: cannot be read \(check its permissions\)"):
+        prepare_faces("t", table, aligned=True, progress=False)
+    prepared = prepare_faces("t", table, aligned=True, skip_bad=True, progress=False)
+    assert prepared.keep.tolist() == [0, -1] and prepared.skipped[0].where == "/data/b.jpg"
