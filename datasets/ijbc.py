@@ -72,8 +72,9 @@ class _Loader:
             raise DataFormatError(
                 path,
                 f"cannot be read or decoded as an image: {why} (its size and header looked right when the "
-                "dataset was loaded, so --skip-bad could not leave it out)",
-                f"restore the file from the IJB-C release or remove its line from {self.tid_mid}",
+                "dataset was loaded)",
+                f"restore the file from the IJB-C release, remove its line from {self.tid_mid}, or pass "
+                "--skip-bad (every crop is then decoded once at load and unusable ones are left out, counted)",
             )
         return warp_to_template(rgb, self.landmarks[index])
 
@@ -157,14 +158,17 @@ class _RowLines:
         return int(self._lines[row]) if 0 <= row < len(self._lines) else int(row) + 1
 
 
-def _sniff_crops(crop_dir: Path, names: np.ndarray, present: np.ndarray) -> dict[int, str]:
-    """Index -> why, for the present crops that are empty or not image files (size + first bytes read by
-    a few threads: about a minute for the 469,375 published crops on a local disk, far less than scoring)."""
+def _check_crops(crop_dir: Path, names: np.ndarray, present: np.ndarray, decode: bool) -> dict[int, str]:
+    """Index -> why, for the present crops that cannot be used. ``decode`` False: size and first bytes
+    only (empty or not an image file); True (``--skip-bad``): every crop is decoded once, so a corrupt
+    crop with a valid header is found too. Threads (OpenCV releases the GIL while decoding). Measured on
+    250x250 JPEGs, warm page cache, loaded 2-core machine: 4,600 files/s sniffed, 700 files/s decoded."""
     from concurrent.futures import ThreadPoolExecutor
 
+    check = (lambda p: read_image_file(p)[1] or None) if decode else sniff_image_file
     idx = np.flatnonzero(present)
-    with ThreadPoolExecutor(8) as pool:
-        whys = list(pool.map(lambda i: sniff_image_file(crop_dir / str(names[i])), idx, chunksize=512))
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        whys = list(pool.map(lambda i: check(crop_dir / str(names[i])), idx, chunksize=512))
     return {int(i): w for i, w in zip(idx, whys, strict=True) if w}
 
 
@@ -285,9 +289,9 @@ class IJBC(Dataset):
         nested = np.flatnonzero(~present & (np.char.find(names, "/") >= 0)) if (~present).any() else []
         for i in nested:
             present[i] = (self.crop_dir / names[i]).is_file()
-        # Crops decode lazily (one at a time while scoring), so an empty or non-image crop is found here,
-        # from its size and first bytes (no decoding), where --skip-bad can still leave it out.
-        unusable = _sniff_crops(self.crop_dir, names, present)
+        # Crops decode lazily (one at a time while scoring), so unusable crops are found here, where
+        # --skip-bad can still leave them out: from size and first bytes, or with --skip-bad by decoding.
+        unusable = _check_crops(self.crop_dir, names, present, decode=skip_bad)
         if not present.all() or unusable:
             usable = present.copy()
             usable[list(unusable)] = False
