@@ -625,7 +625,7 @@ def test_adaface_ir101_lightning_ckpt_embeds_like_the_authors_forward_in_bgr(
     want = ir_forward(sd, to_input(faces, bgr=True), 100, True, "embedding").numpy()
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(np.concatenate([fr.embed(f[None]) for f in faces]), got, rtol=1e-4, atol=1e-4)
-    assert np.isfinite(fr.embed(lfw_faces)).all()
+    assert np.isfinite(fr.embed(lfw_faces[:2])).all()
 
 
 @pytest.mark.slow
@@ -640,7 +640,7 @@ def test_curricularface_ir101_plain_checkpoint_embeds_like_the_authors_forward(
     np.testing.assert_allclose(
         got, ir_forward(sd, to_input(faces), 100, False, "embedding").numpy(), rtol=1e-3, atol=1e-4
     )
-    assert np.isfinite(fr.embed(lfw_faces)).all()
+    assert np.isfinite(fr.embed(lfw_faces[:2])).all()
 
 
 @pytest.mark.slow
