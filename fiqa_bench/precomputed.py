@@ -213,13 +213,21 @@ def evaluate_files(
     lower_is_better: bool | Iterable[str] = False,
     bootstrap: int = 0,
     seed: int = 0,
-    discard_limit: float = 0.2,
+    discard_limit: float | str | Sequence[float] = 0.2,
     normalised: bool = False,
     progress: bool = False,
+    protocols: str | Sequence[str] | None = None,
+    starting_error: float | str | Sequence[float] | None = None,
+    quality_scale: str | None = None,
 ) -> Any:
-    """ERC/EDC rows (a pandas DataFrame) for precomputed comparisons and per-image qualities.
+    """Rows of every selected protocol (a pandas DataFrame) for precomputed comparisons and per-image
+    qualities.
 
-    Every method is evaluated on the same pairs. A comparison whose image has no quality in some
+    ``protocols`` (default erc,edc), ``discard_limit`` (one or several EDC pAUC limits, e.g. "0.2,0.3"),
+    ``starting_error`` (EDC thresholds from Schlett's quantile rule) and ``quality_scale`` (none, minmax,
+    rank: image qualities mapped to integers 0..100 over the images of the evaluated pairs before pair
+    qualities are formed) are validated first: a bad value is one ``FiqaError`` line. Every row names
+    its protocol and parameters. Every method is evaluated on the same pairs. A comparison whose image has no quality in some
     file is an error naming it, unless ``skip_missing``: then such pairs are dropped from every
     method, counted per file, logged and noted in each row. With ``out``: results.csv, curves.csv,
     pairs/precomputed__precomputed.npz and run.json are written there (the pipeline's layout), and
@@ -227,15 +235,25 @@ def evaluate_files(
     """
     import pandas as pd
 
-    from .evaluation import evaluate
+    from .evaluation import evaluate, scale_qualities
+    from .evaluation.options import (
+        parse_discard_limits,
+        parse_protocol_option,
+        parse_quality_scale,
+        parse_starting_errors,
+    )
 
     fmrs = parse_fmrs(fmr)
+    protocol_list = parse_protocol_option(protocols)
+    limits = parse_discard_limits(discard_limit)
+    starting = parse_starting_errors(starting_error)
+    scale = parse_quality_scale(quality_scale)
     cmp_path = Path(comparisons)
     cmp = read_comparisons(cmp_path)
     specs = _quality_specs(qualities, lower_is_better)
     n_all = len(cmp["similarity"])
     keep = np.ones(n_all, dtype=bool)
-    image_q: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    image_q: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     dropped: dict[str, int] = {}
     for name, path, lower in specs:
         series = read_qualities(path, lower)
@@ -253,7 +271,7 @@ def evaluate_files(
             dropped[name] = int(miss.sum())
             keep &= ~miss
         vals = series.to_numpy(dtype=np.float64)
-        image_q[name] = (vals[np.maximum(ia, 0)], vals[np.maximum(ib, 0)])
+        image_q[name] = (vals, np.maximum(ia, 0), np.maximum(ib, 0))
     n_dropped = int(n_all - keep.sum())
     if n_dropped:
         per = ", ".join(f"{k}: {v}" for k, v in dropped.items())
@@ -262,17 +280,23 @@ def evaluate_files(
         raise DataFormatError(cmp_path, "no pair left after dropping pairs with missing qualities", "check that the image names match")
     sim, gen = cmp["similarity"][keep], cmp["genuine"][keep]
     folds = cmp["fold"][keep] if cmp["fold"] is not None else None
-    pair_q = {name: np.minimum(qa[keep], qb[keep]) for name, (qa, qb) in image_q.items()}
+    pair_q = {}
+    for name, (vals, ia, ib) in image_q.items():
+        if scale != "none":  # over the distinct images of the evaluated pairs (a set: no row order)
+            used = np.unique(np.concatenate((ia[keep], ib[keep])))
+            vals = vals.copy()
+            vals[used] = scale_qualities(vals[used], scale)
+        pair_q[name] = np.minimum(vals[ia[keep]], vals[ib[keep]])
     if gen.all() or not gen.any():
         kind = "impostor" if gen.all() else "genuine"
         raise DataFormatError(cmp_path, f"has no {kind} pairs", "ERC/EDC need genuine and impostor pairs (genuine column 1 and 0)")
     rows, points = evaluate(
-        sim, gen, pair_q, fmrs, folds=folds, bootstrap=bootstrap, seed=seed, discard_limit=discard_limit,
-        normalised=normalised, progress=progress,
+        sim, gen, pair_q, fmrs, folds=folds, bootstrap=bootstrap, seed=seed, discard_limits=limits,
+        normalised=normalised, progress=progress, protocols=protocol_list, starting_error=starting,
     )
     drop_note = f"{n_dropped} of {n_all} pairs dropped (image without quality)" if n_dropped else ""
     for r in rows:
-        r.update(dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped)
+        r.update(dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped, quality_scale=scale)
         if drop_note:
             r["note"] = f"{r['note']}; {drop_note}" if r["note"] else drop_note
     front = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
@@ -281,7 +305,10 @@ def evaluate_files(
     curves = points.assign(dataset=DATASET, fr_model=FR_MODEL).to_frame()
     curves = curves[[c for c in ("dataset", "fr_model") if c in curves] + [c for c in curves.columns if c not in ("dataset", "fr_model")]]
     if out is not None:
-        _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all)
+        params = {"protocols": protocol_list, "discard_limits": limits, "starting_error": starting, "quality_scale": scale}
+        _write_folder(
+            Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all, params
+        )
         if report:
             try:
                 from .reports import write_report  # type: ignore[attr-defined]
@@ -303,9 +330,10 @@ def _sha256(path: Path) -> str:
 def _write_folder(
     out: Path, results: Any, curves: Any, sim: np.ndarray, gen: np.ndarray, folds: np.ndarray | None,
     pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], fmrs: list[float],
-    bootstrap: int, seed: int, dropped: dict[str, int], n_all: int,
+    bootstrap: int, seed: int, dropped: dict[str, int], n_all: int, params: dict[str, Any] | None = None,
 ) -> None:
     from . import __version__
+    from .evaluation import get_protocol
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "pairs").mkdir(exist_ok=True)
@@ -329,6 +357,8 @@ def _write_folder(
         "comparisons": {"path": str(cmp_path), "sha256": _sha256(cmp_path), "n_pairs": n_all},
         "qualities": {n: {"path": str(p), "sha256": _sha256(p), "lower_is_better": lo} for n, p, lo in specs},
         "fmrs": fmrs,
+        **(params or {}),
+        "protocol_cards": [get_protocol(p).card.to_dict() for p in (params or {}).get("protocols", [])],
         "bootstrap": bootstrap,
         "seed": seed,
         "dropped_pairs": dropped,
@@ -360,7 +390,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-missing", action="store_true", help="drop pairs whose image has no quality (counted) instead of stopping")
     parser.add_argument("--lower", action="append", default=[], metavar="NAME", help="method whose quality is lower = better (repeatable)")
-    parser.add_argument("--discard-limit", type=float, default=0.2, help="EDC pAUC limit (default 0.2)")
+    from .evaluation import protocol_names
+
+    parser.add_argument(
+        "--protocols",
+        help=f"comma list of evaluation protocols: {', '.join(protocol_names())} or 'all' (default erc,edc)",
+    )
+    parser.add_argument("--discard-limit", default="0.2", help="EDC pAUC limit(s), comma list (default 0.2)")
+    parser.add_argument(
+        "--starting-error", help="EDC threshold from Schlett's starting error(s) (linear quantile) instead of --fmr"
+    )
+    parser.add_argument(
+        "--quality-scale", default="none", help="map image qualities to integers 0..100 first: none, minmax or rank"
+    )
     parser.add_argument("--normalised", action="store_true", help="EDC pAUC minus the ideal curve's area")
     parser.add_argument("--no-report", action="store_true", help="with --out: tables only, no plots/report")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -373,10 +415,14 @@ def main(args: argparse.Namespace) -> int:
         args.comparisons, args.qualities, fmr=args.fmr, out=args.out, report=not args.no_report,
         skip_missing=args.skip_missing, lower_is_better=args.lower, bootstrap=args.bootstrap, seed=args.seed,
         discard_limit=args.discard_limit, normalised=args.normalised, progress=not args.quiet,
+        protocols=args.protocols, starting_error=args.starting_error, quality_scale=args.quality_scale,
     )
-    cols = ["method", "protocol", "fmr", "auc"] + (["ci_low", "ci_high"] if args.bootstrap else []) + ["fnmr_at_0", "achieved_fmr"]
-    with pd.option_context("display.width", 160, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
-        print(results.sort_values(["protocol", "fmr", "auc"], kind="mergesort")[cols].to_string(index=False))
+    cols = ["method", "protocol", "fmr", "starting_error", "discard_limit", "auc", "accuracy"]
+    cols = [c for c in cols if c in results and results[c].notna().any()]
+    cols += (["ci_low", "ci_high"] if args.bootstrap else []) + ["error_at_0", "achieved_fmr"]
+    order = [c for c in ("protocol", "fmr", "starting_error", "discard_limit", "auc") if c in results]
+    with pd.option_context("display.width", 180, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
+        print(results.sort_values(order, kind="mergesort")[cols].to_string(index=False))
     for note in dict.fromkeys(n for n in results["note"] if n):
         print(f"note: {note}")
     if args.out:

@@ -39,8 +39,19 @@ class BaseMethod(QualityMethod):
 
 # Torch FR models that expose forward_backbone / forward_head (a dropout-able embedding layer) and carry
 # real BatchNorm statistics: the iResNet cards (fr_models/iresnet_models.py) and sface_torch.
-IRESNET_MODELS = ("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa")
-TORCH_SPLIT_MODELS = (*IRESNET_MODELS, "sface_torch")
+IRESNET_MODELS = (
+    "arcface_r100",
+    "arcface_r50",
+    "cosface_r100",
+    "elasticface_arc",
+    "magface_r100",
+    "crfiqa_l",
+    "crfiqa_s",
+    "crfiqa",
+)
+# The IR-101 cards (fr_models/irse_models.py) expose the same forward_backbone/forward_head/dropout contract.
+IRSE_MODELS = ("adaface_ir101", "curricularface_ir101")
+TORCH_SPLIT_MODELS = (*IRESNET_MODELS, *IRSE_MODELS, "sface_torch")
 
 
 def reject_unknown(card: Card, options: Mapping[str, Any], allowed: set[str]) -> None:

@@ -387,10 +387,10 @@ def test_quality_file_appended_twice_names_both_lines(faces: dict, tmp_path: Pat
 
 
 def test_dataloader_worker_error_is_one_line() -> None:
+    from fiqa_bench.training.data import worker_errors
     from torch.utils.data import DataLoader, Dataset
 
     from fiqa_bench.errors import FiqaError
-    from fiqa_bench.training.data import worker_errors
 
     class Broken(Dataset):
         def __len__(self) -> int:
