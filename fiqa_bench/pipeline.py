@@ -8,9 +8,7 @@ resumes where it stopped and a second run recomputes nothing.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import os
 import platform
 import sys
 import time
@@ -29,7 +27,7 @@ from .api import check_method_supports, get_dataset, get_fr_model, get_method
 from .cache import Cache
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
-from .naming import pairs_file_name
+from .protocol_set import ProtocolRequest, evaluate_protocols
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
 from .types import FRModel, LoadedDataset, QualityMethod, Templates
@@ -64,6 +62,7 @@ class RunConfig:
     bootstrap: int = 0
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
     methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
+    protocols: ProtocolRequest = field(default_factory=ProtocolRequest)  # --protocols, --discard-limit, ...
 
     def options_for(self, registry: Any, label: str) -> dict[str, Any]:
         """--set options of an entry: those given for its card name (``onnx``, ``pairs``), then those
@@ -108,6 +107,8 @@ class RunConfig:
             bootstrap=int(kw.get("bootstrap") or 0),
             not_available=not_available,
             methods_from_all=frozenset(from_all - set(split_list(kw.get("methods")))),
+            protocols=ProtocolRequest.from_user(kw.get("protocols"), kw.get("discard_limit"), kw.get("starting_error"),
+                                                kw.get("quality_scale")),
         )
 
 
@@ -363,7 +364,7 @@ def _echo(msg: str, progress: bool) -> None:
 def run_pipeline(config: RunConfig) -> Any:
     import pandas as pd
 
-    from .evaluation import evaluate
+    from .results import write_pairs, write_results
     from .similarity import pair_cosine
 
     started = datetime.now(UTC)
@@ -383,7 +384,6 @@ def run_pipeline(config: RunConfig) -> Any:
     timings["build"] = time.perf_counter() - t0
 
     config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "pairs").mkdir(exist_ok=True)
     all_rows: list[dict[str, Any]] = []
     all_curves: list[pd.DataFrame] = []
     datasets_info: dict[str, Any] = {}
@@ -451,23 +451,16 @@ def run_pipeline(config: RunConfig) -> Any:
                     pq = np.minimum(q_img[pairs.a], q_img[pairs.b])
                 qualities[bm.spec.label] = pq
                 reference[bm.spec.label] = card.reference_line
-            rows, curves = evaluate(
-                sim, pairs.genuine, qualities, config.fmrs, folds=pairs.fold, bootstrap=config.bootstrap,
+            rows, curves = evaluate_protocols(
+                sim, pairs.genuine, qualities, config.fmrs, config.protocols, folds=pairs.fold, bootstrap=config.bootstrap,
                 seed=config.seed, progress=config.progress,
             )
             for r in rows:
                 r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))
             all_rows.extend(rows)
-            all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name).to_frame())
-            np.savez_compressed(
-                config.out / "pairs" / pairs_file_name(ds_name, model_name),
-                dataset=np.array(ds_name),
-                fr_model=np.array(model_name),
-                similarity=sim,
-                genuine=pairs.genuine,
-                fold=pairs.fold,
-                **{f"q__{k}": v for k, v in qualities.items()},
-            )
+            all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name))
+            write_pairs(config.out, ds_name, model_name, similarity=sim, genuine=pairs.genuine, fold=pairs.fold,
+                        qualities=qualities)
         timings[f"{ds_name}:evaluate"] = time.perf_counter() - t_eval
         datasets_info[ds_name] = {
             "source": data.source,
@@ -483,13 +476,8 @@ def run_pipeline(config: RunConfig) -> Any:
             **{k: v for k, v in data.info.items() if isinstance(v, str | int | float | bool)},
         }
 
-    columns = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
     results = pd.DataFrame(all_rows)
-    if len(results):
-        results = results[columns + [c for c in results.columns if c not in columns]]
     curves_df = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
-    results.to_csv(config.out / "results.csv", index=False)
-    curves_df.to_csv(config.out / "curves.csv", index=False)
     timings["total"] = time.perf_counter() - t0
     provenance = {
         "fiqa_bench_version": __version__,
@@ -514,23 +502,31 @@ def run_pipeline(config: RunConfig) -> Any:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "cache": {**cache_stats, "dir": str(cache.root)},
     }
-    _atomic_write_text(config.out / "run.json", json.dumps(provenance, indent=1, sort_keys=True, default=str))
+    # Results first, then the report: a report that fails loses no results.
+    write_results(config.out, results, curves_df, settings=config.protocols.settings(config.fmrs, config.bootstrap, config.seed),
+                  run=provenance)
     _echo(
         f"cache: {cache_stats['hits']} values reused, {cache_stats['computed']} computed; "
         f"results in {config.out} ({timings['total']:.1f} s)",
         config.progress,
     )
     if config.report:
-        from .reports import write_report
-
-        write_report(config.out)
+        write_report_after_results(config.out)
     return results
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def write_report_after_results(out: Path) -> None:
+    """Build the report of a results folder that is already written; on failure say that the results are
+    safe and how to rebuild the report."""
+    from .reports import write_report
+
+    try:
+        write_report(out)
+    except FiqaError as exc:
+        raise FiqaError(f"{exc} (the results are saved in {out}; rebuild the report with `fiqa-bench report {out}`)") from exc
+    except Exception:
+        log.error("the report failed; the results are saved in %s: rebuild it with `fiqa-bench report %s`", out, out)
+        raise
 
 
 def _version(module: str) -> str | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import re
 import sys
@@ -30,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from .errors import DataFormatError, FiqaError, MissingDataError
-from .naming import pairs_file_name
+from .protocol_set import ProtocolRequest, name_core_rows
+from .results import EvaluationSettings, write_pairs, write_results
 from .specs import parse_fmrs
 
 log = logging.getLogger(__name__)
@@ -275,8 +275,10 @@ def evaluate_files(
     results = results[front + [c for c in results.columns if c not in front]]
     curves = points.assign(dataset=DATASET, fr_model=FR_MODEL).to_frame()
     curves = curves[[c for c in ("dataset", "fr_model") if c in curves] + [c for c in curves.columns if c not in ("dataset", "fr_model")]]
+    results, curves = name_core_rows(results, curves)  # the core's ERC/EDC labels -> protocol registry names
     if out is not None:
-        _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all)
+        settings = ProtocolRequest(discard_limits=(float(discard_limit),)).settings(fmrs, bootstrap, seed)
+        _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, settings, dropped, n_all)
         if report:
             try:
                 from .reports import write_report  # type: ignore[attr-defined]
@@ -297,24 +299,12 @@ def _sha256(path: Path) -> str:
 
 def _write_folder(
     out: Path, results: Any, curves: Any, sim: np.ndarray, gen: np.ndarray, folds: np.ndarray | None,
-    pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], fmrs: list[float],
-    bootstrap: int, seed: int, dropped: dict[str, int], n_all: int,
+    pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], settings: EvaluationSettings,
+    dropped: dict[str, int], n_all: int,
 ) -> None:
     from . import __version__
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pairs").mkdir(exist_ok=True)
-    results.to_csv(out / "results.csv", index=False)
-    curves.to_csv(out / "curves.csv", index=False)
-    np.savez_compressed(
-        out / "pairs" / pairs_file_name(DATASET, FR_MODEL),
-        dataset=np.array(DATASET),
-        fr_model=np.array(FR_MODEL),
-        similarity=sim,
-        genuine=gen,
-        fold=folds if folds is not None else np.zeros(len(sim), dtype=np.int64),
-        **{f"q__{k}": v for k, v in pair_q.items()},
-    )
+    write_pairs(out, DATASET, FR_MODEL, similarity=sim, genuine=gen, fold=folds, qualities=pair_q)
     run = {
         "fiqa_bench_version": __version__,
         "numpy_version": np.__version__,
@@ -323,9 +313,9 @@ def _write_folder(
         "source": "precomputed",
         "comparisons": {"path": str(cmp_path), "sha256": _sha256(cmp_path), "n_pairs": n_all},
         "qualities": {n: {"path": str(p), "sha256": _sha256(p), "lower_is_better": lo} for n, p, lo in specs},
-        "fmrs": fmrs,
-        "bootstrap": bootstrap,
-        "seed": seed,
+        "fmrs": list(settings.fmrs),
+        "bootstrap": settings.bootstrap,
+        "seed": settings.seed,
         "dropped_pairs": dropped,
         "datasets": {
             DATASET: {
@@ -337,9 +327,7 @@ def _write_folder(
             }
         },
     }
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=1, sort_keys=True, default=str))
-    tmp.replace(out / "run.json")
+    write_results(out, results, curves, settings=settings, run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from fiqa_bench.naming import slug
 
 from ._load import Results, fmt_fmr, load_pairs, load_results, pair_methods
 from ._style import png_bytes, save_figure, style_map
-from .latex import build_tables, render_table, render_wrapper
+from .latex import build_tables, render_table, render_wrapper, variant_slug
 from .summary import html_page, markdown
 
 REPORT_DIR = "report"
@@ -58,7 +58,8 @@ def _remove_stale(out: Path) -> None:
 def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), progress: bool = False) -> list[Path]:
     """Rebuild every report artefact from ``results_dir`` into ``results_dir/report/``.
 
-    Reads results.csv, curves.csv, pairs/*.npz and run.json (no model or dataset is touched) and writes:
+    Reads results.csv, curves.csv, pairs/*.npz and run.json through :func:`fiqa_bench.results.read_results`
+    (no model, dataset or evaluator is touched) and writes:
     ``table_*.tex`` fragments plus ``report_tables.tex`` (standalone, pdflatex), ERC/EDC figures per
     (dataset, FR model, FMR), appendix grids per (protocol, FMR), pair-quality distributions per
     (dataset, FR model), ``summary.md``, a self-contained ``summary.html`` and ``results.json``
@@ -101,11 +102,11 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
             html_images.append((stem, data if data is not None else (out / f"{stem}.png").read_bytes()))
 
     jobs: list[tuple[str, tuple]] = []
-    have = res.curves.groupby(["dataset", "fr_model", "protocol", "fmr"]).size()
-    for ds, fr, protocol, fmr in sorted(have.index.tolist()):
+    have = res.curves.groupby(["dataset", "fr_model", "variant", "fmr"]).size() if len(res.curves) else []
+    for ds, fr, protocol, fmr in sorted(have.index.tolist() if len(have) else []):
         jobs.append(("curve", (ds, fr, protocol, float(fmr))))
     if len(res.datasets) * len(res.fr_models) > 1:
-        for protocol in res.protocols:
+        for protocol in [v for v in res.variants if (res.curves["variant"] == v).any()]:
             for fmr in res.fmrs:
                 jobs.append(("grid", (protocol, fmr)))
     for (ds, fr), path in sorted(res.pairs.items()):
@@ -114,11 +115,11 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
         if kind == "curve":
             ds, fr, protocol, fmr = args
             fig = plots.curve_figure(res, styles, ds, fr, protocol, fmr)
-            emit(fig, f"{protocol.lower()}_{slug(ds)}__{slug(fr)}__fmr{fmt_fmr(fmr)}", embed=True)
+            emit(fig, f"{variant_slug(protocol)}__{slug(ds)}__{slug(fr)}__fmr{fmt_fmr(fmr)}", embed=True)
         elif kind == "grid":
             protocol, fmr = args
             fig = plots.grid_figure(res, styles, protocol, fmr)
-            emit(fig, f"grid_{protocol.lower()}__fmr{fmt_fmr(fmr)}", embed=False)
+            emit(fig, f"grid_{variant_slug(protocol)}__fmr{fmt_fmr(fmr)}", embed=False)
         else:
             ds, fr, path = args
             arrays = load_pairs(path)

@@ -14,7 +14,7 @@ import pandas as pd
 from fiqa_bench.errors import FiqaError, MissingDataError
 from fiqa_bench.naming import slug
 
-from ._load import load_pairs, load_results, pair_methods
+from ._load import Results, load_pairs, load_results, pair_methods
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="only this dataset")
     parser.add_argument("--fr-model", help="only this FR model")
     parser.add_argument("--fmr", type=float, help="only this FMR target")
-    parser.add_argument("--protocol", type=str.upper, choices=["ERC", "EDC"], help="only this protocol")
+    parser.add_argument("--protocol", type=str.lower, help="only this protocol (a name in the results' protocol column, e.g. edc)")
     parser.add_argument("--n", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -53,8 +53,9 @@ def _check_method(name: str, known: list[str], where: Path) -> None:
     raise FiqaError(f"{where}: no method {name!r} in the saved pairs.{hint} Known methods: {', '.join(known)}.")
 
 
-def _protocol_kwargs(rows: pd.DataFrame, protocol: str) -> dict[str, Any]:
-    """The protocol settings recorded with the results, so the test uses the same curve as the table."""
+def _protocol_kwargs(res: Results, rows: pd.DataFrame, curve: str) -> dict[str, Any]:
+    """The protocol settings recorded with the results (run.json and the rows' parameters), so the test
+    uses the same curve as the table."""
 
     def first(col: str) -> Any:
         if col not in rows.columns:
@@ -63,17 +64,15 @@ def _protocol_kwargs(rows: pd.DataFrame, protocol: str) -> dict[str, Any]:
         return vals.iloc[0] if len(vals) else None
 
     kw: dict[str, Any] = {}
-    if protocol == "EDC":
+    if curve == "EDC":
         limit = first("discard_limit")
         if limit is not None:
             kw["discard_limit"] = float(limit)
         norm = first("normalised")
         if norm is not None and str(norm).strip().lower() in ("true", "1"):
             kw["normalised"] = True
-    else:
-        rmax = first("reject_max")
-        if rmax is not None and not math.isclose(float(rmax), 0.95):
-            kw["fractions"] = np.round(np.arange(0.0, float(rmax) + 1e-9, 0.05), 10)
+    elif res.reject_fractions:
+        kw["fractions"] = np.asarray(res.reject_fractions, dtype=np.float64)
     return kw
 
 
@@ -104,7 +103,9 @@ def compare(
     if fr_model is not None:
         _check_name("FR model", fr_model, sorted({k[1] for k in keys}), res.folder)
         keys = [k for k in keys if k[1] == fr_model]
-    protocols = [protocol.upper()] if protocol else res.protocols
+    if protocol is not None:
+        _check_name("protocol", protocol.lower(), res.protocols, res.folder)
+    variants = [v for v in res.variants if protocol is None or res.variant_protocol(v) == protocol.lower()]
     rows = []
     for ds, fr in keys:
         path = res.pairs[(ds, fr)]
@@ -121,14 +122,17 @@ def compare(
                                 f"{', '.join(f'{f:g}' for f in fmrs)}.")
             fmrs = match
         for target in fmrs:
-            for proto in protocols:
-                kw = _protocol_kwargs(sel[sel["protocol"] == proto], proto)
+            for variant in variants:
+                proto = res.variant_protocol(variant)
+                curve = res.card(proto).curve
+                kw = _protocol_kwargs(res, sel[sel["variant"] == variant], curve)
                 out = paired_bootstrap(
-                    arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, proto,
+                    arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, curve,
                     folds=arrays.get("fold"), n=n, seed=seed, **kw,
                 )
                 rows.append({
-                    "dataset": ds, "fr_model": fr, "protocol": proto, "fmr": target, "method_a": method_a, "method_b": method_b,
+                    "dataset": ds, "fr_model": fr, "protocol": proto, "variant": variant, "fmr": target, "method_a": method_a,
+                    "method_b": method_b,
                     "auc_a": float(out["auc_a"]), "auc_b": float(out["auc_b"]), "diff": float(out["diff"]),
                     "ci_low": float(out["ci_low"]), "ci_high": float(out["ci_high"]), "p_value": float(out["p_value"]),
                     "n": int(out.get("n", n)), "seed": seed,
@@ -159,7 +163,7 @@ def compare_main(args: argparse.Namespace) -> int:
     print(f"Paired bootstrap ({int(table['n'].iloc[0])} resamples of the pairs within folds, seed {args.seed}); "
           f"diff = AUC({args.method_a}) - AUC({args.method_b}), lower AUC is better.")
     shown = pd.DataFrame({
-        "dataset": table["dataset"], "fr_model": table["fr_model"], "protocol": table["protocol"],
+        "dataset": table["dataset"], "fr_model": table["fr_model"], "protocol": table["variant"],
         "fmr": [f"{f:g}" for f in table["fmr"]],
         f"AUC {args.method_a}": [_fmt(v) for v in table["auc_a"]], f"AUC {args.method_b}": [_fmt(v) for v in table["auc_b"]],
         "diff": [_fmt(v) for v in table["diff"]],

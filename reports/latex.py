@@ -16,7 +16,7 @@ import pandas as pd
 
 from fiqa_bench.naming import slug
 
-from ._load import Results, below_resolution, fmt_fmr
+from ._load import Results, below_resolution, fmt_fmr, protocol_heading
 
 FRAGMENT_PREAMBLE = "% fiqa-bench table fragment; needs \\usepackage{booktabs} and \\usepackage{graphicx}.\n"
 RESIZE_ABOVE = 6  # more data columns than this: scale the tabular to the line width
@@ -65,7 +65,7 @@ class Cell:
 class Table:
     name: str
     label: str
-    protocol: str
+    protocol: str  # the variant: protocol name plus row-level parameters (fiqa_bench.results.variant_label)
     fmr: float | None
     columns: list[Column]
     methods: list[str]
@@ -74,6 +74,7 @@ class Table:
     scale_exp: int = 0
     caption: str = ""
     compact: bool = False
+    heading: str = ""  # plain text: curve family, protocol name and title, parameters, FMR
 
 
 def _scale_exponent(values: list[float]) -> int:
@@ -103,8 +104,17 @@ def _rank(table: Table) -> None:
 def _lookup(results: pd.DataFrame) -> dict[tuple[str, str, str, float, str], dict[str, Any]]:
     out = {}
     for rec in results.to_dict("records"):
-        out[(rec["dataset"], rec["fr_model"], rec["protocol"], round(float(rec["fmr"]), 15), rec["method"])] = rec
+        out[(rec["dataset"], rec["fr_model"], rec["variant"], round(float(rec["fmr"]), 15), rec["method"])] = rec
     return out
+
+
+def variant_slug(variant: str) -> str:
+    """'edc, discard limit 0.3' -> 'edc_discard-limit-0-3' (file names and LaTeX labels)."""
+    return "_".join(slug(part) for part in variant.split(", "))
+
+
+def area_name(res: Results, variant: str) -> str:
+    return {"ERC": "AUC", "EDC": "pAUC"}.get(res.card(res.variant_protocol(variant)).curve, "value")
 
 
 def _n_impostor(res: Results, dataset: str, fr_model: str) -> float:
@@ -127,7 +137,7 @@ def build_tables(res: Results) -> list[Table]:
     methods = [m for m in res.methods if m not in refs]
     tables: list[Table] = []
     multi_model = len(res.fr_models) > 1
-    for protocol in res.protocols:
+    for protocol in res.variants:
         groups: list[tuple[float | None, list[Column]]] = []
         if multi_model:
             for fmr in res.fmrs:
@@ -140,7 +150,7 @@ def build_tables(res: Results) -> list[Table]:
             if not present:
                 continue
             suffix = f"_fmr{fmt_fmr(fmr)}" if fmr is not None else ""
-            t = Table(name=f"table_{slug(protocol)}{suffix}", label=f"tab:fiqa-{slug(protocol).lower()}{suffix.replace('_', '-')}",
+            t = Table(name=f"table_{variant_slug(protocol)}{suffix}", label=f"tab:fiqa-{variant_slug(protocol)}{suffix.replace('_', '-')}",
                       protocol=protocol, fmr=fmr, columns=present, methods=methods, references=refs)
             for j, col in enumerate(present):
                 col.warn = _column_warn(res, rows, col, protocol)
@@ -153,6 +163,7 @@ def build_tables(res: Results) -> list[Table]:
                     t.cells[(m, j)] = Cell(float(rec["auc"]), half)
             _finish(t)
             t.caption = _caption(res, t)
+            t.heading = protocol_heading(res, protocol, fmr)
             tables.append(t)
     tables.extend(build_compact(res))
     return tables
@@ -164,18 +175,18 @@ def build_compact(res: Results) -> list[Table]:
     refs = sorted(res.reference_methods)
     methods = [m for m in res.methods if m not in refs]
     out = []
-    for protocol in res.protocols:
+    for protocol in res.variants:
         multi = len(res.fr_models) > 1
         cols = [
             Column("mean", fr, fmr, tex_escape(fr) if multi else f"FMR {tex_fmr(fmr)}", group=f"FMR {tex_fmr(fmr)}" if multi else "")
             for fmr in res.fmrs
             for fr in res.fr_models
         ]
-        sub = r[r["protocol"] == protocol]
+        sub = r[r["variant"] == protocol]
         cols = [c for c in cols if ((sub["fr_model"] == c.fr_model) & np.isclose(sub["fmr"], c.fmr)).any()]
         if not cols:
             continue
-        t = Table(name=f"table_compact_{slug(protocol)}", label=f"tab:fiqa-compact-{slug(protocol).lower()}", protocol=protocol,
+        t = Table(name=f"table_compact_{variant_slug(protocol)}", label=f"tab:fiqa-compact-{variant_slug(protocol)}", protocol=protocol,
                   fmr=None, columns=cols, methods=methods, references=refs, compact=True)
         for j, col in enumerate(cols):
             sel = sub[(sub["fr_model"] == col.fr_model) & np.isclose(sub["fmr"], col.fmr)]
@@ -188,6 +199,7 @@ def build_compact(res: Results) -> list[Table]:
                     t.cells[(m, j)] = Cell(mean)
         _finish(t)
         t.caption = _caption(res, t)
+        t.heading = protocol_heading(res, protocol)
         out.append(t)
     return out
 
@@ -201,25 +213,38 @@ def _finish(t: Table) -> None:
     _rank(t)
 
 
+def fractions_text(fractions: list[float]) -> str:
+    """'0 to 0.95 in steps of 0.05' for an evenly spaced list, else the list."""
+    if len(fractions) > 2:
+        steps = np.diff(fractions)
+        if np.allclose(steps, steps[0], rtol=0, atol=1e-9):
+            return f"{fractions[0]:g} to {fractions[-1]:g} in steps of {steps[0]:g}"
+    return ", ".join(f"{f:g}" for f in fractions)
+
+
+def protocol_sentence(res: Results, variant: str, fmr_text: str = "", *, tex: bool = True) -> str:
+    """What is measured, in words, from the saved protocol card and parameters (never guessed): area,
+    curve family, protocol name and title, parameters, ``fmr_text``, reject fractions, rule and source."""
+    esc = tex_escape if tex else str
+    protocol = res.variant_protocol(variant)
+    card = res.card(protocol)
+    text = f"{area_name(res, variant)} of {esc(protocol_heading(res, variant))}{fmr_text}"
+    if card.curve == "ERC" and res.reject_fractions:
+        text += f"; reject fractions {fractions_text(res.reject_fractions)}"
+    if card.rule:
+        text += f". Rule: {esc(card.rule)}"
+    if card.source:
+        text += f" (source: {esc(card.source)})"
+    return text
+
+
 def _caption(res: Results, t: Table) -> str:
-    r = res.results[res.results["protocol"] == t.protocol]
-    what = "AUC" if t.protocol == "ERC" else "pAUC"
-    if t.protocol == "ERC":
-        reject = r["reject_max"].dropna()
-        rmax = float(reject.iloc[0]) if len(reject) else 0.95
-        proto = (f"Area under the ERC with the threshold recomputed on the retained pairs at each reject fraction "
-                 f"(CR-FIQA/MagFace protocol; reject fractions 0 to {rmax:g} in steps of 0.05; trapezoid AUC)")
-    elif t.protocol == "EDC":
-        lim = r["discard_limit"].dropna()
-        dl = float(lim.iloc[0]) if len(lim) else float("nan")
-        proto = (f"Partial area under the EDC with the threshold fixed once on all pairs (Schlett et al.; pairs discarded "
-                 f"lowest quality first, ties together; stepwise pAUC up to a discard fraction of {dl:g})")
-    else:
-        proto = f"{tex_escape(t.protocol)} area"
+    r = res.results[res.results["variant"] == t.protocol]
+    fmr = f", FMR {tex_fmr(t.fmr)}" if t.fmr is not None else (", FMR target per column" if len({c.fmr for c in t.columns}) > 1 else "")
+    proto = protocol_sentence(res, t.protocol, fmr)
     if t.compact:
-        proto = f"Mean over datasets ({', '.join(tex_escape(d) for d in res.datasets)}) of the {what}: " + proto[0].lower() + proto[1:]
-    fmr = f" at FMR {tex_fmr(t.fmr)}" if t.fmr is not None else (", FMR target per column" if len({c.fmr for c in t.columns}) > 1 else "")
-    parts = [f"{proto}{fmr}."]
+        proto = f"Mean over datasets ({', '.join(tex_escape(d) for d in res.datasets)}) of the " + proto
+    parts = [f"{proto}."]
     parts.append("Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked.")
     if t.scale_exp:
         parts.append(f"Values $\\times 10^{{{t.scale_exp}}}$.")

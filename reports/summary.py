@@ -20,11 +20,8 @@ def plain_label(t: Table, j: int) -> str:
 
 
 def table_title(t: Table) -> str:
-    what = "AUC" if t.protocol == "ERC" else "pAUC"
-    kind = {"ERC": "threshold recomputed", "EDC": "threshold fixed"}.get(t.protocol, t.protocol)
-    head = f"{'Mean over datasets: ' if t.compact else ''}{t.protocol} {what} ({kind})"
-    if t.fmr is not None:
-        head += f", FMR {fmt_fmr(t.fmr)}"
+    """'ERC (erc: CR-FIQA reference rule), FMR 1e-3' (+ 'Mean over datasets: ', + the scale)."""
+    head = f"{'Mean over datasets: ' if t.compact else ''}{t.heading}"
     if t.scale_exp:
         head += f", values x 10^{t.scale_exp}"
     return head
@@ -70,7 +67,7 @@ def warnings(res: Results) -> list[str]:
     for rec in r.to_dict("records"):
         note = str(rec.get("note") or "").strip()
         if note and note.lower() != "nan":
-            where.setdefault(note, set()).add(f"{rec['dataset']}/{rec['fr_model']} {rec['protocol']} ({rec['method']})")
+            where.setdefault(note, set()).add(f"{rec['dataset']}/{rec['fr_model']} {rec['variant']} ({rec['method']})")
     for note in sorted(where):
         places = sorted(where[note])
         shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
@@ -149,12 +146,22 @@ def _provenance_items(res: Results) -> list[tuple[str, str]]:
     return items
 
 
+def protocol_lines(res: Results) -> list[str]:
+    """One line per evaluated protocol, from the cards saved in run.json: name, title, rule, source."""
+    lines = []
+    for name in res.protocols:
+        card = res.card(name)
+        text = f"{card.label()}: {card.rule}" if card.rule else card.label()
+        lines.append(text + (f" (source: {card.source})" if card.source else ""))
+    return lines
+
+
 def markdown(res: Results, tables: list[Table], figures: list[str]) -> str:
     run = res.run
     out = ["# fiqa-bench report", ""]
     out.append("Built from the saved results in this folder (results.csv, curves.csv, pairs/, run.json) by "
-               "`fiqa-bench report`; nothing was recomputed. Lower AUC/pAUC is better. ERC = threshold recomputed on "
-               "the retained pairs (CR-FIQA/MagFace protocol); EDC = threshold fixed on all pairs (Schlett et al.).")
+               "`fiqa-bench report`; nothing was recomputed. Lower AUC/pAUC is better.")
+    out += ["", "Protocols:", ""] + [f"- {line}" for line in protocol_lines(res)]
     out.append("")
     for name in res.datasets:
         note = res.dataset_info(name).get("demo_note")
@@ -232,8 +239,8 @@ def html_page(res: Results, tables: list[Table], images: list[tuple[str, bytes]]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>fiqa-bench report</title>",
              f"<style>{CSS}</style></head><body>", "<h1>fiqa-bench report</h1>"]
     parts.append("<p>Built from the saved results (results.csv, curves.csv, pairs/, run.json) without recomputing anything. "
-                 "Lower AUC/pAUC is better. <b>ERC</b>: threshold recomputed on the retained pairs (CR-FIQA/MagFace protocol). "
-                 "<b>EDC</b>: threshold fixed on all pairs (Schlett et al.).</p>")
+                 "Lower AUC/pAUC is better.</p>")
+    parts.append("<p>Protocols:</p><ul>" + "".join(f"<li>{_h(line)}</li>" for line in protocol_lines(res)) + "</ul>")
     for name in res.datasets:
         note = res.dataset_info(name).get("demo_note")
         if note:

@@ -44,6 +44,8 @@ def files(tmp_path: Path) -> dict[str, object]:
 
 
 def test_evaluate_files_matches_evaluate_and_writes_the_results_folder(files):
+    from fiqa_bench.protocol_set import CORE_LABEL
+
     out = files["dir"] / "res"
     df = evaluate_files(files["cmp"], [files["f1"], f"{files['f2']}:lower"], fmr="1e-2,1e-1", out=out, report=False)
     a, b = files["a"], files["b"]
@@ -52,7 +54,7 @@ def test_evaluate_files_matches_evaluate_and_writes_the_results_folder(files):
     assert len(df) == len(rows) == 8
     assert set(df["dataset"]) == {"precomputed"} and set(df["fr_model"]) == {"precomputed"}
     for r in rows:
-        got = df[(df["method"] == r["method"]) & (df["protocol"] == r["protocol"]) & (df["fmr"] == r["fmr"])]
+        got = df[(df["method"] == r["method"]) & (df["protocol"] == CORE_LABEL[r["protocol"]]) & (df["fmr"] == r["fmr"])]
         assert got["auc"].item() == r["auc"] and got["threshold"].item() == r["threshold"]
     assert (out / "results.csv").is_file() and (out / "curves.csv").is_file() and (out / "run.json").is_file()
     with np.load(out / "pairs" / "precomputed__precomputed.npz") as z:
