@@ -27,6 +27,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="comma list of FR models or 'all' (default: sface)")
     p.add_argument("--datasets", help="comma list of datasets or 'all' (default: demo)")
     p.add_argument("--fmr", help="comma list of FMR targets (default: 1e-3,1e-4)")
+    p.add_argument("--protocols", help="comma list of evaluation protocols or 'all' (default: the core's default set; "
+                   "an unknown name lists the known ones)")
+    p.add_argument("--discard-limit", help="EDC pAUC discard limit(s), comma list, e.g. 0.2,0.3 (default: 0.2)")
+    p.add_argument("--starting-error", type=float, help="EDC starting error (FNMR at which the fixed threshold is set, "
+                   "Schlett's semantics); default: the threshold comes from each FMR target")
+    p.add_argument("--quality-scale", help="map quality scores before evaluation, e.g. 0-100 integers (ISO/IEC 29794-1)")
     p.add_argument("--out", help="results folder (default: ./fiqa-results)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64); methods with a smaller batch of their own keep it")
@@ -52,6 +58,10 @@ def run_kwargs(args: argparse.Namespace) -> dict[str, object]:
         models=args.models,
         datasets=args.datasets,
         fmr=args.fmr,
+        protocols=args.protocols,
+        discard_limit=args.discard_limit,
+        starting_error=args.starting_error,
+        quality_scale=args.quality_scale,
         out=args.out,
         device=args.device,
         batch_size=args.batch_size,
@@ -90,7 +100,7 @@ def _print_table(results: object) -> None:
         return
     table = results.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc")
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
-        print("AUC (lower is better; ERC = recomputed threshold, EDC = fixed threshold pAUC):")
+        print("AUC / pAUC per protocol (lower is better; the report names each protocol's rule):")
         print(table.to_string())
 
 

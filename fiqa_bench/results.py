@@ -339,6 +339,32 @@ class Results:
         info = (self.run.get("datasets") or {}).get(name)
         return info if isinstance(info, dict) else {}
 
+    def only(self, protocols: Sequence[str] | None) -> Results:
+        """The same results restricted to ``protocols`` (names in the protocol column); None: all.
+        Raises FiqaError naming the saved protocols when one is not in this folder."""
+        if not protocols:
+            return self
+        import difflib
+
+        from .errors import FiqaError
+
+        names = [p.strip().lower() for p in protocols if p.strip()]
+        known = self.protocols
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise FiqaError(f"{self.folder}: no results for protocol {name!r}.{hint} Saved protocols: {', '.join(known)}.")
+        keep = self.results["protocol"].isin(names)
+        return Results(
+            folder=self.folder,
+            results=self.results[keep].reset_index(drop=True),
+            curves=self.curves[self.curves["protocol"].isin(names)].reset_index(drop=True),
+            run=self.run,
+            settings=self.settings,
+            pairs=self.pairs,
+        )
+
 
 def _as_bool(series: pd.Series) -> pd.Series:
     if series.dtype == bool:

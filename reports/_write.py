@@ -21,6 +21,7 @@ from .summary import html_page, markdown
 
 REPORT_DIR = "report"
 MANIFEST = "results.json"
+AGGREGATES = "aggregates.csv"  # mean over datasets x FR models and Schlett's relative ranking (reports.aggregate)
 SUPPORTED_FORMATS = ("pdf", "png", "svg")
 
 
@@ -55,7 +56,13 @@ def _remove_stale(out: Path) -> None:
             (out / rel).unlink(missing_ok=True)
 
 
-def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), progress: bool = False) -> list[Path]:
+def write_report(
+    results_dir: Path,
+    *,
+    formats: Iterable[str] = ("pdf", "png"),
+    progress: bool = False,
+    protocols: Iterable[str] | None = None,
+) -> list[Path]:
     """Rebuild every report artefact from ``results_dir`` into ``results_dir/report/``.
 
     Reads results.csv, curves.csv, pairs/*.npz and run.json through :func:`fiqa_bench.results.read_results`
@@ -64,7 +71,8 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
     (dataset, FR model, FMR), appendix grids per (protocol, FMR), pair-quality distributions per
     (dataset, FR model), ``summary.md``, a self-contained ``summary.html`` and ``results.json``
     (provenance + result records + sha256 of every artefact). Output is byte-identical when rerun on
-    the same results. Returns the written paths, sorted.
+    the same results. ``protocols``: only these saved protocols (default: every one in the folder).
+    Returns the written paths, sorted.
     """
     from tqdm import tqdm
 
@@ -72,12 +80,17 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
     bad = [f for f in formats if f not in SUPPORTED_FORMATS]
     if bad:
         raise FiqaError(f"report format(s) {', '.join(bad)} not supported; use {', '.join(SUPPORTED_FORMATS)}.")
-    res = load_results(Path(results_dir))
+    res = load_results(Path(results_dir)).only(list(protocols) if protocols is not None else None)
     out = res.folder / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out)
     written: list[Path] = []
 
+    from .aggregate import aggregate_rows
+
+    p = out / AGGREGATES
+    p.write_text(aggregate_rows(res.results, res.reference_methods).to_csv(index=False))
+    written.append(p)
     tables = build_tables(res)
     for t in tables:
         p = out / f"{t.name}.tex"

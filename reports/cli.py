@@ -20,6 +20,7 @@ from ._load import Results, load_pairs, load_results, pair_methods
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="folder written by `fiqa-bench run --out` (holds results.csv)")
     parser.add_argument("--formats", default="pdf,png", help="figure formats, comma list of pdf, png, svg (default: pdf,png)")
+    parser.add_argument("--protocols", help="only these saved protocols, comma list (default: every protocol in the folder)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -27,7 +28,8 @@ def report_main(args: argparse.Namespace) -> int:
     from ._write import write_report
 
     formats = [f.strip() for f in str(args.formats).split(",") if f.strip()]
-    paths = write_report(Path(args.results_dir), formats=formats, progress=not getattr(args, "quiet", False))
+    protocols = [p.strip() for p in str(args.protocols).split(",") if p.strip()] if getattr(args, "protocols", None) else None
+    paths = write_report(Path(args.results_dir), formats=formats, progress=not getattr(args, "quiet", False), protocols=protocols)
     folder = paths[0].parent if paths else Path(args.results_dir)
     print(f"report: {len(paths)} files in {folder} (summary.html, summary.md, report_tables.tex, results.json)")
     return 0

@@ -74,6 +74,7 @@ class Table:
     scale_exp: int = 0
     caption: str = ""
     compact: bool = False
+    aggregate: str = ""  # "mean" or "rank": a table of reports.aggregate (columns = FMR targets)
     heading: str = ""  # plain text: curve family, protocol name and title, parameters, FMR
 
 
@@ -166,11 +167,74 @@ def build_tables(res: Results) -> list[Table]:
             t.heading = protocol_heading(res, protocol, fmr)
             tables.append(t)
     tables.extend(build_compact(res))
+    tables.extend(build_aggregates(res))
     return tables
 
 
+AGGREGATE_TITLE = {"mean": "Mean over datasets x FR models", "rank": "Relative ranking (Schlett et al.)"}
+
+
+def build_aggregates(res: Results) -> list[Table]:
+    """Per protocol variant: the mean over (dataset, FR model) columns and Schlett's relative ranking, as
+    two tables whose columns are the FMR targets (values from reports.aggregate.aggregate_rows)."""
+    from .aggregate import aggregate_rows
+
+    if len(res.datasets) * len(res.fr_models) < 2:
+        return []  # one column: the mean is the table itself and every rank is 0 (aggregates.csv still has them)
+    agg = aggregate_rows(res.results, res.reference_methods)
+    refs = sorted(res.reference_methods)
+    methods = [m for m in res.methods if m not in refs]
+    out = []
+    for variant in res.variants:
+        sub = agg[agg["variant"] == variant]
+        fmrs = [f for f in res.fmrs if np.isclose(sub["fmr"], f).any()]
+        if not fmrs:
+            continue
+        for kind, col_name in (("mean", "mean_auc"), ("rank", "relative_rank")):
+            cols = [Column("all", "all", f, f"FMR {tex_fmr(f)}") for f in fmrs]
+            t = Table(name=f"table_{kind}_{variant_slug(variant)}", label=f"tab:fiqa-{kind}-{variant_slug(variant)}",
+                      protocol=variant, fmr=None, columns=cols, methods=methods, references=refs if kind == "mean" else [],
+                      aggregate=kind)
+            for j, f in enumerate(fmrs):
+                block = sub[np.isclose(sub["fmr"], f)]
+                for rec in block.to_dict("records"):
+                    if kind == "rank" and rec["reference_line"]:
+                        continue
+                    t.cells[(rec["method"], j)] = Cell(float(rec[col_name]))
+            _finish(t)
+            n_cols = int(sub["n_columns"].max())
+            t.heading = f"{AGGREGATE_TITLE[kind]}: {protocol_heading(res, variant)}"
+            t.caption = _aggregate_caption(res, t, n_cols)
+            out.append(t)
+    return out
+
+
+def _aggregate_caption(res: Results, t: Table, n_cols: int) -> str:
+    columns = ", ".join(f"{tex_escape(d)}/{tex_escape(m)}" for d in res.datasets for m in res.fr_models)
+    what = "Mean" if t.aggregate == "mean" else "Relative ranking"
+    formula = (
+        "$\\bar{A}_m = \\frac{1}{|C|}\\sum_{c\\in C} A_{m,c}$"
+        if t.aggregate == "mean"
+        else "$R_m = \\frac{1}{|C|}\\sum_{c\\in C} \\frac{A_{m,c} - \\min_{m'} A_{m',c}}{\\max_{m'} A_{m',c} - \\min_{m'} A_{m',c}}$"
+    )
+    parts = [f"{what} over the {n_cols} (dataset, FR model) columns $C$ ({columns}) of the "
+             f"{protocol_sentence(res, t.protocol, ', FMR target per column')}."]
+    extra = (" ($\\min$ and $\\max$ over the ranked methods; 0 = best in every column, 1 = worst; a column where all "
+             "ranked methods are equal scales to 0)") if t.aggregate == "rank" else ""
+    parts.append(f"Formula: {formula}, with $A_{{m,c}}$ the area of method $m$ in column $c${extra}.")
+    parts.append("Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked"
+                 + (" and do not set the column minimum or maximum." if t.aggregate == "rank" else "."))
+    parts.append("-- : a method without a value in every column.")
+    if t.scale_exp:
+        parts.append(f"Values $\\times 10^{{{t.scale_exp}}}$.")
+    return " ".join(parts)
+
+
 def build_compact(res: Results) -> list[Table]:
-    """Mean AUC over datasets: one table per protocol, columns = FMR (x FR model)."""
+    """Mean AUC over datasets: one table per protocol, columns = FMR (x FR model); only with several datasets
+    and several FR models (otherwise it repeats the per-column table or the mean over datasets x FR models)."""
+    if len(res.datasets) < 2 or len(res.fr_models) < 2:
+        return []
     r = res.results
     refs = sorted(res.reference_methods)
     methods = [m for m in res.methods if m not in refs]

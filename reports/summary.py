@@ -13,6 +13,8 @@ from .latex import Table
 
 def plain_label(t: Table, j: int) -> str:
     col = t.columns[j]
+    if t.aggregate:
+        return f"FMR {fmt_fmr(col.fmr)}"
     if t.compact:
         return (f"{col.fr_model}, " if len({c.fr_model for c in t.columns}) > 1 else "") + f"FMR {fmt_fmr(col.fmr)}"
     sub = f"FMR {fmt_fmr(col.fmr)}" if t.fmr is None else col.fr_model
