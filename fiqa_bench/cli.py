@@ -98,7 +98,10 @@ def _print_table(results: object) -> None:
     if not isinstance(results, pd.DataFrame) or results.empty:
         print("no results")
         return
-    table = results.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc")
+    from .results import variant_column
+
+    shown = results.assign(protocol=variant_column(results))  # protocol + parameters (e.g. each discard limit)
+    table = shown.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc", aggfunc="first")
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
         print("AUC / pAUC per protocol (lower is better; the report names each protocol's rule):")
         print(table.to_string())

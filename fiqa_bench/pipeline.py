@@ -255,13 +255,21 @@ def template_quality(q: np.ndarray, templates: Templates) -> np.ndarray:
     return out
 
 
-def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]) -> dict[str, Producer]:
+def make_producers(
+    models: Mapping[str, FRModel], methods: Sequence[BoundMethod], flip_sum: bool = False
+) -> dict[str, Producer]:
     """One producer per FR model and per image-level method (embeddings-based and pair-level methods
     are derived from the embeddings afterwards). Labels and fingerprints name the cache slots, so every
-    process of a sharded run must build them here."""
+    process of a sharded run must build them here. ``flip_sum``: also the embeddings of the mirrored
+    images ("mirror:<model>", see :func:`flip_sum_embeddings`) for models that do not flip already."""
     producers: dict[str, Producer] = {}
     for name, model in models.items():
         producers[f"emb:{name}"] = Producer(name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im))
+        if flip_sum and getattr(model, "flip_mode", "none") == "none":
+            producers[f"mirror:{name}"] = Producer(
+                f"{name}+mirror", "embedding", f"{model.fingerprint()}|mirror",
+                lambda im, meta, m=model: m.embed(np.ascontiguousarray(im[:, :, ::-1])),
+            )
     for bm in methods:
         card = bm.method.card
         if card.pair_level or card.needs_fr_model == "embeddings":
@@ -273,6 +281,18 @@ def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]
             lambda im, meta, m=bm.method: m.score(im, meta),
         )
     return producers
+
+
+def flip_sum_embeddings(model: FRModel, emb: np.ndarray, mirror: Producer | None) -> np.ndarray | None:
+    """insightface's verification embedding: the raw embedding of the image plus that of its horizontal
+    mirror (REFERENCE.md 5; normalised later by the cosine). A model run with flip_tta=sum already
+    returns it; with flip_tta=concat the raw halves are lost: None."""
+    mode = getattr(model, "flip_mode", "none")
+    if mode == "sum":
+        return emb
+    if mode != "none" or mirror is None or mirror.values is None:
+        return None
+    return (np.asarray(emb, dtype=np.float32) + np.asarray(mirror.values, dtype=np.float32)).astype(np.float32)
 
 
 @dataclass
@@ -402,7 +422,7 @@ def run_pipeline(config: RunConfig) -> Any:
             log.warning("skipped %s %s: %s", s.what, s.where, s.why)
         timings[f"{ds_name}:load"] = time.perf_counter() - t_ds
 
-        producers = make_producers(models, methods)
+        producers = make_producers(models, methods, config.protocols.needs_flip_sum)
         t_fill = time.perf_counter()
         fill_producers(
             data, list(producers.values()), cache, batch_size=config.batch_size, workers=config.workers,
@@ -423,6 +443,15 @@ def run_pipeline(config: RunConfig) -> Any:
             assert emb is not None
             cmp_emb = template_embeddings(emb, data.templates) if data.templates is not None else emb
             sim = pair_cosine(cmp_emb, pairs.a, pairs.b, device=device)  # GPU matrix products on CUDA
+            extra: dict[str, np.ndarray] = {}
+            if config.protocols.needs_flip_sum:
+                fs = flip_sum_embeddings(models[model_name], emb, producers.get(f"mirror:{model_name}"))
+                if fs is None:
+                    why = "flip-summed embeddings need flip_tta none or sum (the model concatenates)"
+                    not_evaluated.append({"kind": "protocol", "name": f"flip-sum@{model_name}", "dataset": ds_name, "why": why})
+                else:
+                    fs = template_embeddings(fs, data.templates) if data.templates is not None else fs
+                    extra["similarity_flip_sum"] = pair_cosine(fs, pairs.a, pairs.b, device=device)
             qualities: dict[str, np.ndarray] = {}
             reference: dict[str, bool] = {}
             for bm in methods:
@@ -453,14 +482,14 @@ def run_pipeline(config: RunConfig) -> Any:
                 reference[bm.spec.label] = card.reference_line
             rows, curves = evaluate_protocols(
                 sim, pairs.genuine, qualities, config.fmrs, config.protocols, folds=pairs.fold, bootstrap=config.bootstrap,
-                seed=config.seed, progress=config.progress,
+                seed=config.seed, progress=config.progress, extra=extra,
             )
             for r in rows:
                 r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))
             all_rows.extend(rows)
             all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name))
             write_pairs(config.out, ds_name, model_name, similarity=sim, genuine=pairs.genuine, fold=pairs.fold,
-                        qualities=qualities)
+                        qualities=qualities, extra=extra)
         timings[f"{ds_name}:evaluate"] = time.perf_counter() - t_eval
         datasets_info[ds_name] = {
             "source": data.source,

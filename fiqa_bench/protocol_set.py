@@ -116,6 +116,11 @@ class ProtocolRequest:
             )
         return cls(tuple(parse_protocols(protocols)), tuple(parse_limits(discard_limit)), se, None)
 
+    @property
+    def needs_flip_sum(self) -> bool:
+        """True when a requested protocol needs flip-summed embeddings (insightface verification accuracy)."""
+        return any("flip_sum" in CARDS[name].needs for name in self.protocols)
+
     def settings(self, fmrs: Sequence[float], bootstrap: int, seed: int) -> EvaluationSettings:
         from .evaluation import DEFAULT_REJECT_FRACTIONS
 
@@ -127,7 +132,9 @@ class ProtocolRequest:
                 params["reject_fractions"] = [float(r) for r in DEFAULT_REJECT_FRACTIONS]
             if card.curve == "EDC":
                 params |= {"discard_limits": list(self.discard_limits), "starting_error": self.starting_error}
-            cards.append(ProtocolCard(card.name, card.curve, card.title, card.source, card.rule, params))
+            cards.append(
+                ProtocolCard(card.name, card.curve, card.title, card.source, card.rule, params, card.needs)
+            )
         return EvaluationSettings(
             protocols=cards,
             fmrs=list(fmrs),
@@ -151,9 +158,11 @@ def evaluate_protocols(
     bootstrap: int = 0,
     seed: int = 0,
     progress: bool = False,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Rows and curve points (a DataFrame) of every requested protocol on one score set; the
-    ``protocol`` column holds registry names. EDC is evaluated once per discard limit."""
+    ``protocol`` column holds registry names. EDC is evaluated once per discard limit. ``extra``: inputs
+    some protocols need (``similarity_flip_sum``: similarities of flip-summed embeddings)."""
     from .evaluation import evaluate
 
     rows: list[dict[str, Any]] = []

@@ -73,6 +73,9 @@ class ProtocolCard:
     source: str = ""
     rule: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    needs: tuple[
+        str, ...
+    ] = ()  # inputs beyond the pair similarities, e.g. "flip_sum" (flip-summed embeddings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,7 @@ class ProtocolCard:
             "source": self.source,
             "rule": self.rule,
             "parameters": _jsonable(dict(self.parameters)),
+            "needs": list(self.needs),
         }
 
     @classmethod
@@ -93,6 +97,7 @@ class ProtocolCard:
             source=str(d.get("source", "")),
             rule=str(d.get("rule", "")),
             parameters=dict(d.get("parameters") or {}),
+            needs=tuple(d.get("needs") or ()),
         )
 
     def label(self) -> str:
@@ -354,7 +359,9 @@ class Results:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
                 hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise FiqaError(f"{self.folder}: no results for protocol {name!r}.{hint} Saved protocols: {', '.join(known)}.")
+                raise FiqaError(
+                    f"{self.folder}: no results for protocol {name!r}.{hint} Saved protocols: {', '.join(known)}."
+                )
         keep = self.results["protocol"].isin(names)
         return Results(
             folder=self.folder,
@@ -393,7 +400,7 @@ def variant_label(protocol: str, params: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _variants(table: pd.DataFrame) -> list[str]:
+def variant_column(table: pd.DataFrame) -> list[str]:
     """The variant label of every row (computed once per distinct protocol and parameters)."""
     if not len(table):
         return []
@@ -483,7 +490,7 @@ def read_results(folder: Path) -> Results:
     results["note"] = (
         ["" if pd.isna(v) else str(v) for v in results["note"]] if "note" in results.columns else ""
     )
-    results["variant"] = _variants(results)
+    results["variant"] = variant_column(results)
     results = results.sort_values(
         ["dataset", "fr_model", "protocol", "fmr", "variant", "method"], kind="mergesort"
     ).reset_index(drop=True)
@@ -503,7 +510,7 @@ def read_results(folder: Path) -> Results:
     for col in ("fmr", "fraction", "fnmr", "fnmr_lo", "fnmr_hi", *PARAMETER_COLUMNS):
         if col in curves.columns and col != "normalised" and col != "pauc":
             curves[col] = pd.to_numeric(curves[col], errors="coerce")
-    curves["variant"] = _variants(curves)
+    curves["variant"] = variant_column(curves)
     curves = curves.sort_values(
         ["dataset", "fr_model", "protocol", "fmr", "variant", "method", "fraction"], kind="mergesort"
     ).reset_index(drop=True)
