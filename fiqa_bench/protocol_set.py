@@ -24,7 +24,7 @@ from .results import EvaluationSettings, ProtocolCard
 CARDS: dict[str, ProtocolCard] = {
     "erc_strict": ProtocolCard(
         name="erc_strict",
-        curve="ERC",
+        kind="erc",
         title="one decision rule for FMR and FNMR",
         source="fiqa-bench (agrees with pyeer)",
         rule="threshold recomputed on the retained pairs at each reject fraction: the impostor score whose FMR "
@@ -33,7 +33,7 @@ CARDS: dict[str, ProtocolCard] = {
     ),
     "edc": ProtocolCard(
         name="edc",
-        curve="EDC",
+        kind="edc",
         title="Schlett et al. error-versus-discard",
         source="dasec/quality-assessment-evaluation edc.py (ISO/IEC 29794-1)",
         rule="threshold fixed once on all pairs for the FMR target; pairs discarded lowest quality first, tied "
@@ -128,12 +128,12 @@ class ProtocolRequest:
         for name in self.protocols:
             card = CARDS[name]
             params: dict[str, Any] = {"fmrs": list(fmrs)}
-            if card.curve == "ERC":
+            if card.kind == "erc":
                 params["reject_fractions"] = [float(r) for r in DEFAULT_REJECT_FRACTIONS]
-            if card.curve == "EDC":
+            if card.kind == "edc":
                 params |= {"discard_limits": list(self.discard_limits), "starting_error": self.starting_error}
             cards.append(
-                ProtocolCard(card.name, card.curve, card.title, card.source, card.rule, params, card.needs)
+                ProtocolCard(card.name, card.kind, card.title, card.source, card.rule, params, card.needs)
             )
         return EvaluationSettings(
             protocols=cards,

@@ -61,14 +61,14 @@ RERUN = "re-run `fiqa-bench run` (or `fiqa-bench evaluate`) to rewrite it"
 class ProtocolCard:
     """What a reader needs to know about one evaluation protocol, recorded in run.json.
 
-    ``name``: registry name (the ``protocol`` column); ``curve``: the curve family, "ERC" (threshold
-    recomputed per reject fraction), "EDC" (threshold fixed, pairs discarded) or "accuracy" (no curve);
+    ``name``: registry name (the ``protocol`` column); ``kind``: "erc" (threshold recomputed per reject
+    fraction), "edc" (threshold fixed, pairs discarded) or "verification" (accuracy, no curve);
     ``title``: one-line description; ``source``: the program (and version/commit) whose rule it is;
     ``rule``: the rule in words; ``parameters``: its settings in this run.
     """
 
     name: str
-    curve: str
+    kind: str
     title: str
     source: str = ""
     rule: str = ""
@@ -80,7 +80,7 @@ class ProtocolCard:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "curve": self.curve,
+            "kind": self.kind,
             "title": self.title,
             "source": self.source,
             "rule": self.rule,
@@ -92,7 +92,7 @@ class ProtocolCard:
     def from_dict(cls, d: Mapping[str, Any]) -> ProtocolCard:
         return cls(
             name=str(d["name"]),
-            curve=str(d.get("curve", "")),
+            kind=str(d.get("kind", "")),
             title=str(d.get("title", "")),
             source=str(d.get("source", "")),
             rule=str(d.get("rule", "")),
@@ -101,12 +101,9 @@ class ProtocolCard:
         )
 
     def label(self) -> str:
-        """e.g. 'ERC (erc: CR-FIQA reference rule)': the curve family, then the protocol and its title."""
-        return (
-            f"{self.curve} ({self.name}: {self.title})"
-            if self.curve and self.curve != self.name
-            else f"{self.name}: {self.title}"
-        )
+        """e.g. 'ERC (erc: CR-FIQA reference rule)': the kind, then the protocol and its title."""
+        kind = "Verification" if self.kind == "verification" else self.kind.upper()
+        return f"{kind} ({self.name}: {self.title})" if kind else f"{self.name}: {self.title}"
 
 
 @dataclass(frozen=True)
@@ -273,8 +270,9 @@ def write_results(
 class Results:
     """A results folder read back: sorted tables, provenance and the evaluation settings.
 
-    ``results`` gains a ``variant`` column: the protocol name plus its row-level parameters (e.g.
-    ``edc, discard limit 0.3``), the unit of a table and of a figure.
+    ``results`` holds the rows of curve protocols (ERC, EDC) and gains a ``variant`` column: the protocol
+    name plus its row-level parameters (e.g. ``edc, discard limit 0.3``), the unit of a table and of a
+    figure. ``verification`` holds the accuracy rows (kind "verification"; method empty).
     """
 
     folder: Path
@@ -283,25 +281,30 @@ class Results:
     run: dict[str, Any]
     settings: EvaluationSettings
     pairs: dict[tuple[str, str], Path] = field(default_factory=dict)
+    verification: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def datasets(self) -> list[str]:
-        return sorted(self.results["dataset"].unique().tolist())
+        return sorted(set(self.results["dataset"]) | set(self.verification.get("dataset", [])))
 
     @property
     def fr_models(self) -> list[str]:
-        return sorted(self.results["fr_model"].unique().tolist())
+        return sorted(set(self.results["fr_model"]) | set(self.verification.get("fr_model", [])))
 
     @property
     def fmrs(self) -> list[float]:
-        return sorted(
-            (float(f) for f in self.results["fmr"].unique()), reverse=True
-        )  # 1e-3 before 1e-4, as in papers
+        """FMR targets, largest first (1e-3 before 1e-4, as in papers); NaN last when EDC rows have their
+        threshold from a starting error instead of an FMR target."""
+        values = [float(f) for f in self.results["fmr"].unique()]
+        finite = sorted((f for f in values if not math.isnan(f)), reverse=True)
+        return finite + ([math.nan] if len(finite) < len(values) else [])
 
     @property
     def protocols(self) -> list[str]:
         """Protocol names present, in the run's order."""
-        present = set(self.results["protocol"].unique())
+        present = set(self.results["protocol"].unique()) | set(
+            self.verification["protocol"].unique() if len(self.verification) else []
+        )
         order = [p.name for p in self.settings.protocols]
         return [p for p in order if p in present] + sorted(present - set(order))
 
@@ -324,7 +327,7 @@ class Results:
         for p in self.settings.protocols:
             if p.name == protocol:
                 return p
-        return ProtocolCard(protocol, curve="", title=protocol)
+        return ProtocolCard(protocol, kind="", title=protocol)
 
     @property
     def reject_fractions(self) -> list[float]:
@@ -370,6 +373,9 @@ class Results:
             run=self.run,
             settings=self.settings,
             pairs=self.pairs,
+            verification=self.verification[self.verification["protocol"].isin(names)].reset_index(drop=True)
+            if len(self.verification)
+            else self.verification,
         )
 
 
@@ -475,9 +481,14 @@ def read_results(folder: Path) -> Results:
         raise DataFormatError(
             res_path, "has no result rows", "rerun `fiqa-bench run` with at least one method"
         )
+    results["method"] = results["method"].fillna("")  # verification rows belong to no method
     for col in ("dataset", "fr_model", "method", "protocol"):
         results[col] = results[col].astype(str)
     results["fmr"] = results["fmr"].astype(float)
+    kind = results["protocol"].map({p.name: p.kind for p in settings.protocols})
+    if "kind" in results.columns:
+        kind = kind.fillna(results["kind"])
+    results["kind"] = kind.fillna("").astype(str)
     for col in NUMERIC_COLUMNS:
         results[col] = pd.to_numeric(results[col], errors="coerce") if col in results.columns else np.nan
     results["reference_line"] = (
@@ -494,6 +505,9 @@ def read_results(folder: Path) -> Results:
     results = results.sort_values(
         ["dataset", "fr_model", "protocol", "fmr", "variant", "method"], kind="mergesort"
     ).reset_index(drop=True)
+    is_accuracy = (results["kind"] == "verification").to_numpy()
+    verification = results[is_accuracy].reset_index(drop=True)
+    results = results[~is_accuracy].reset_index(drop=True)
 
     curves_path = folder / "curves.csv"
     try:
@@ -522,7 +536,15 @@ def read_results(folder: Path) -> Results:
             names = _pair_labels(p)
             if names is not None:
                 pairs[names] = p
-    return Results(folder=folder, results=results, curves=curves, run=run, settings=settings, pairs=pairs)
+    return Results(
+        folder=folder,
+        results=results,
+        curves=curves,
+        run=run,
+        settings=settings,
+        pairs=pairs,
+        verification=verification,
+    )
 
 
 def _pair_labels(path: Path) -> tuple[str, str] | None:

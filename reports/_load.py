@@ -13,7 +13,8 @@ import numpy as np
 
 from fiqa_bench.results import Results, pair_methods, read_pairs, read_results
 
-__all__ = ["Results", "below_resolution", "fmt_fmr", "load_pairs", "load_results", "pair_methods", "protocol_heading"]
+__all__ = ["Results", "below_resolution", "fmr_key", "fmt_fmr", "load_pairs", "load_results", "pair_methods", "protocol_heading",
+           "same_fmr"]
 
 
 def load_results(folder: Path) -> Results:
@@ -33,8 +34,23 @@ def below_resolution(fmr: float, n_impostor: float) -> bool:
     return fmr < 1.0 / float(n_impostor)
 
 
+def fmr_key(fmr: float) -> float | None:
+    """A dictionary/equality key for an FMR target: rounded, and None for NaN (EDC rows whose threshold
+    comes from a starting error have no FMR target)."""
+    f = float(fmr)
+    return None if math.isnan(f) else round(f, 15)
+
+
+def same_fmr(values: object, fmr: float) -> np.ndarray:
+    """Element-wise 'is this FMR target' that treats NaN (no target) as equal to NaN."""
+    return np.isclose(np.asarray(values, dtype=np.float64), float(fmr), equal_nan=True)
+
+
 def fmt_fmr(fmr: float) -> str:
-    """1e-3 -> '1e-3', 0.0005 -> '5e-4', 0.01 -> '1e-2' (stable text for file names and headers)."""
+    """1e-3 -> '1e-3', 0.0005 -> '5e-4', 0.01 -> '1e-2' (stable text for file names and headers); NaN
+    (no FMR target: EDC from a starting error) -> 'none'."""
+    if math.isnan(float(fmr)):
+        return "none"
     mant, exp = f"{fmr:.0e}".split("e")
     if abs(float(f"{mant}e{exp}") - fmr) > 1e-12 * max(fmr, 1e-300):
         mant, exp = f"{fmr:.2e}".split("e")
@@ -50,6 +66,6 @@ def protocol_heading(res: Results, variant: str, fmr: float | None = None) -> st
     params = variant[len(protocol):].lstrip(", ")
     if params:
         head += f", {params}"
-    if fmr is not None:
+    if fmr is not None and not math.isnan(float(fmr)):
         head += f", FMR {fmt_fmr(fmr)}"
     return head

@@ -115,7 +115,7 @@ def write_report(
             html_images.append((stem, data if data is not None else (out / f"{stem}.png").read_bytes()))
 
     jobs: list[tuple[str, tuple]] = []
-    have = res.curves.groupby(["dataset", "fr_model", "variant", "fmr"]).size() if len(res.curves) else []
+    have = res.curves.groupby(["dataset", "fr_model", "variant", "fmr"], dropna=False).size() if len(res.curves) else []
     for ds, fr, protocol, fmr in sorted(have.index.tolist() if len(have) else []):
         jobs.append(("curve", (ds, fr, protocol, float(fmr))))
     if len(res.datasets) * len(res.fr_models) > 1:

@@ -42,7 +42,7 @@ def aggregate_rows(results: pd.DataFrame, reference: set[str] | frozenset[str] =
     if "variant" not in r.columns:
         r["variant"] = r["protocol"]
     out: list[dict[str, object]] = []
-    for (variant, fmr), block in r.groupby(["variant", "fmr"], sort=True):
+    for (variant, fmr), block in r.groupby(["variant", "fmr"], sort=True, dropna=False):
         table = block.pivot_table(
             index="method", columns=["dataset", "fr_model"], values="auc", aggfunc="first"
         )

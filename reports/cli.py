@@ -126,7 +126,7 @@ def compare(
         for target in fmrs:
             for variant in variants:
                 proto = res.variant_protocol(variant)
-                curve = res.card(proto).curve
+                curve = res.card(proto).kind.upper()
                 kw = _protocol_kwargs(res, sel[sel["variant"] == variant], curve)
                 out = paired_bootstrap(
                     arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, curve,

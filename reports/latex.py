@@ -16,7 +16,7 @@ import pandas as pd
 
 from fiqa_bench.naming import slug
 
-from ._load import Results, below_resolution, fmt_fmr, protocol_heading
+from ._load import Results, below_resolution, fmr_key, fmt_fmr, protocol_heading, same_fmr
 
 FRAGMENT_PREAMBLE = "% fiqa-bench table fragment; needs \\usepackage{booktabs} and \\usepackage{graphicx}.\n"
 RESIZE_ABOVE = 6  # more data columns than this: scale the tabular to the line width
@@ -39,6 +39,8 @@ def tex_escape(text: object) -> str:
 
 
 def tex_fmr(fmr: float) -> str:
+    if math.isnan(float(fmr)):
+        return "(no target)"
     mant, exp = fmt_fmr(fmr).split("e")
     return f"$10^{{{exp}}}$" if mant == "1" else f"${mant}\\cdot 10^{{{exp}}}$"
 
@@ -105,7 +107,7 @@ def _rank(table: Table) -> None:
 def _lookup(results: pd.DataFrame) -> dict[tuple[str, str, str, float, str], dict[str, Any]]:
     out = {}
     for rec in results.to_dict("records"):
-        out[(rec["dataset"], rec["fr_model"], rec["variant"], round(float(rec["fmr"]), 15), rec["method"])] = rec
+        out[(rec["dataset"], rec["fr_model"], rec["variant"], fmr_key(rec["fmr"]), rec["method"])] = rec
     return out
 
 
@@ -115,7 +117,7 @@ def variant_slug(variant: str) -> str:
 
 
 def area_name(res: Results, variant: str) -> str:
-    return {"ERC": "AUC", "EDC": "pAUC"}.get(res.card(res.variant_protocol(variant)).curve, "value")
+    return {"erc": "AUC", "edc": "pAUC"}.get(res.card(res.variant_protocol(variant)).kind, "value")
 
 
 def _n_impostor(res: Results, dataset: str, fr_model: str) -> float:
@@ -127,7 +129,7 @@ def _n_impostor(res: Results, dataset: str, fr_model: str) -> float:
 
 
 def _column_warn(res: Results, rows: dict, col: Column, protocol: str) -> bool:
-    recs = [v for k, v in rows.items() if k[:4] == (col.dataset, col.fr_model, protocol, round(col.fmr, 15))]
+    recs = [v for k, v in rows.items() if k[:4] == (col.dataset, col.fr_model, protocol, fmr_key(col.fmr))]
     unresolvable = any(not bool(r.get("fmr_resolvable", True)) for r in recs)
     return unresolvable or below_resolution(col.fmr, _n_impostor(res, col.dataset, col.fr_model))
 
@@ -147,7 +149,7 @@ def build_tables(res: Results) -> list[Table]:
             fr = res.fr_models[0]
             groups.append((None, [Column(ds, fr, fmr, f"FMR {tex_fmr(fmr)}", group=tex_escape(ds)) for ds in res.datasets for fmr in res.fmrs]))
         for fmr, cols in groups:
-            present = [c for c in cols if any(k[:4] == (c.dataset, c.fr_model, protocol, round(c.fmr, 15)) for k in rows)]
+            present = [c for c in cols if any(k[:4] == (c.dataset, c.fr_model, protocol, fmr_key(c.fmr)) for k in rows)]
             if not present:
                 continue
             suffix = f"_fmr{fmt_fmr(fmr)}" if fmr is not None else ""
@@ -156,7 +158,7 @@ def build_tables(res: Results) -> list[Table]:
             for j, col in enumerate(present):
                 col.warn = _column_warn(res, rows, col, protocol)
                 for m in methods + refs:
-                    rec = rows.get((col.dataset, col.fr_model, protocol, round(col.fmr, 15), m))
+                    rec = rows.get((col.dataset, col.fr_model, protocol, fmr_key(col.fmr), m))
                     if rec is None:
                         continue
                     lo, hi = rec.get("ci_low", float("nan")), rec.get("ci_high", float("nan"))
@@ -187,7 +189,7 @@ def build_aggregates(res: Results) -> list[Table]:
     out = []
     for variant in res.variants:
         sub = agg[agg["variant"] == variant]
-        fmrs = [f for f in res.fmrs if np.isclose(sub["fmr"], f).any()]
+        fmrs = [f for f in res.fmrs if same_fmr(sub["fmr"], f).any()]
         if not fmrs:
             continue
         for kind, col_name in (("mean", "mean_auc"), ("rank", "relative_rank")):
@@ -196,7 +198,7 @@ def build_aggregates(res: Results) -> list[Table]:
                       protocol=variant, fmr=None, columns=cols, methods=methods, references=refs if kind == "mean" else [],
                       aggregate=kind)
             for j, f in enumerate(fmrs):
-                block = sub[np.isclose(sub["fmr"], f)]
+                block = sub[same_fmr(sub["fmr"], f)]
                 for rec in block.to_dict("records"):
                     if kind == "rank" and rec["reference_line"]:
                         continue
@@ -247,13 +249,13 @@ def build_compact(res: Results) -> list[Table]:
             for fr in res.fr_models
         ]
         sub = r[r["variant"] == protocol]
-        cols = [c for c in cols if ((sub["fr_model"] == c.fr_model) & np.isclose(sub["fmr"], c.fmr)).any()]
+        cols = [c for c in cols if ((sub["fr_model"] == c.fr_model) & same_fmr(sub["fmr"], c.fmr)).any()]
         if not cols:
             continue
         t = Table(name=f"table_compact_{variant_slug(protocol)}", label=f"tab:fiqa-compact-{variant_slug(protocol)}", protocol=protocol,
                   fmr=None, columns=cols, methods=methods, references=refs, compact=True)
         for j, col in enumerate(cols):
-            sel = sub[(sub["fr_model"] == col.fr_model) & np.isclose(sub["fmr"], col.fmr)]
+            sel = sub[(sub["fr_model"] == col.fr_model) & same_fmr(sub["fmr"], col.fmr)]
             col.warn = any(_column_warn(res, _lookup(sel), Column(ds, col.fr_model, col.fmr, ""), protocol) for ds in res.datasets)
             for m in methods + refs:
                 vals = sel.loc[sel["method"] == m, "auc"].to_numpy(float)
@@ -293,7 +295,7 @@ def protocol_sentence(res: Results, variant: str, fmr_text: str = "", *, tex: bo
     protocol = res.variant_protocol(variant)
     card = res.card(protocol)
     text = f"{area_name(res, variant)} of {esc(protocol_heading(res, variant))}{fmr_text}"
-    if card.curve == "ERC" and res.reject_fractions:
+    if card.kind == "erc" and res.reject_fractions:
         text += f"; reject fractions {fractions_text(res.reject_fractions)}"
     if card.rule:
         text += f". Rule: {esc(card.rule)}"

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._load import Results, protocol_heading
+from ._load import Results, protocol_heading, same_fmr
 from ._style import COLUMN_WIDTH_IN, TEXT_WIDTH_IN, Style, theme
 
 GENUINE_COLOR = "#0072B2"
@@ -22,7 +22,7 @@ AREA = {"ERC": "AUC", "EDC": "pAUC"}
 
 def _curve(res: Results, variant: str) -> str:
     """The curve family ("ERC" or "EDC") of a variant, from its saved protocol card."""
-    return res.card(res.variant_protocol(variant)).curve
+    return res.card(res.variant_protocol(variant)).kind.upper()
 
 
 def _limit(res: Results, results: pd.DataFrame, curve: str) -> float | None:
@@ -50,9 +50,9 @@ def draw_curves(
     """Draw every method's curve for one (dataset, FR model, protocol variant, FMR); returns legend handles."""
     curve = _curve(res, protocol)
     cur = res.curves
-    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["variant"] == protocol) & np.isclose(cur["fmr"], fmr)]
+    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["variant"] == protocol) & same_fmr(cur["fmr"], fmr)]
     rows = res.results
-    rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["variant"] == protocol) & np.isclose(rows["fmr"], fmr)]
+    rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["variant"] == protocol) & same_fmr(rows["fmr"], fmr)]
     aucs = dict(zip(rsel["method"], rsel["auc"], strict=True))
     handles: list[tuple[object, str]] = []
     drawn: list[tuple[np.ndarray, np.ndarray]] = []

@@ -108,8 +108,32 @@ VERIFICATION_TEXT = ("Accuracy on each fold at the threshold that is best on the
                      "10 contiguous blocks where the dataset has no folds), before any rejection.")
 
 
+VERIFICATION_ROWS_HEAD = ["dataset", "FR model", "protocol", "pairs", "folds", "accuracy (mean ± std over folds)", "note"]
+
+
+def verification_section(res: Results) -> tuple[str, list[str], list[list[str]]]:
+    """(explanation, header, rows) of the verification table: the saved verification rows, each labelled
+    with its protocol (e.g. insightface's printed accuracy on flip-summed embeddings beside the exact
+    one); folders without such rows get the exact k-fold accuracy of the saved pair similarities."""
+    v = res.verification
+    if not len(v):
+        return VERIFICATION_TEXT, VERIFICATION_HEAD, _verification_rows(res)
+    rows = []
+    for rec in v.to_dict("records"):
+        card = res.card(rec["protocol"])
+        folds = _num(rec.get("n_folds"))
+        rows.append([rec["dataset"], rec["fr_model"], card.label(), str(int(_num(rec.get("n_pairs")))),
+                     str(int(folds)) if math.isfinite(folds) else "?",
+                     f"{100 * _num(rec.get('accuracy')):.2f}% ± {100 * _num(rec.get('accuracy_std')):.2f}", str(rec.get("note") or "")])
+    text = "Verification accuracy before any rejection, one row per saved verification protocol: " + "; ".join(
+        f"{res.card(p).label()}: {res.card(p).rule}" for p in dict.fromkeys(v["protocol"])
+    )
+    return text, VERIFICATION_ROWS_HEAD, rows
+
+
 def _verification_rows(res: Results) -> list[list[str]]:
-    """Verification accuracy per (dataset, FR model) from the saved pairs/*.npz."""
+    """Verification accuracy per (dataset, FR model) from the saved pairs/*.npz (folders without saved
+    verification rows)."""
     import numpy as np
 
     from fiqa_bench.evaluation import fold_accuracy
@@ -170,9 +194,9 @@ def markdown(res: Results, tables: list[Table], figures: list[str]) -> str:
         if note:
             out += [f"> **{name}**: {note}", ""]
     out += ["## Datasets", "", _md_table(DATASET_HEAD, _dataset_rows(res)), ""]
-    verification = _verification_rows(res)
+    v_text, v_head, verification = verification_section(res)
     if verification:
-        out += ["## Verification", "", VERIFICATION_TEXT, "", _md_table(VERIFICATION_HEAD, verification), ""]
+        out += ["## Verification", "", v_text, "", _md_table(v_head, verification), ""]
     warns = warnings(res)
     if warns:
         out += ["## Warnings", ""] + [f"- {w}" for w in warns] + [""]
@@ -248,9 +272,9 @@ def html_page(res: Results, tables: list[Table], images: list[tuple[str, bytes]]
         if note:
             parts.append(f'<p class="note"><b>{_h(name)}</b>: {_h(note)}</p>')
     parts += ["<h2>Datasets</h2>", _html_table(DATASET_HEAD, _dataset_rows(res))]
-    verification = _verification_rows(res)
+    v_text, v_head, verification = verification_section(res)
     if verification:
-        parts += ["<h2>Verification</h2>", f"<p>{_h(VERIFICATION_TEXT)}</p>", _html_table(VERIFICATION_HEAD, verification)]
+        parts += ["<h2>Verification</h2>", f"<p>{_h(v_text)}</p>", _html_table(v_head, verification)]
     warns = warnings(res)
     if warns:
         parts.append('<h2>Warnings</h2><div class="warn"><ul>' + "".join(f"<li>{_h(w)}</li>" for w in warns) + "</ul></div>")

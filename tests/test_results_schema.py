@@ -76,7 +76,7 @@ def test_round_trip_keeps_rows_curves_pairs_and_protocol_parameters(tmp_path: Pa
     assert set(res.curves["variant"]) == set(res.variants)
     # The evaluation parameters come back as recorded: nothing is guessed by the reader.
     s = res.settings
-    assert [p.name for p in s.protocols] == ["erc_strict", "edc"] and s.protocols[0].curve == "ERC"
+    assert [p.name for p in s.protocols] == ["erc_strict", "edc"] and s.protocols[0].kind == "erc"
     assert s.reject_fractions == pytest.approx(np.arange(20) * 0.05) and s.discard_limits == [0.2, 0.3]
     assert s.fmrs == [1e-2] and s.starting_error is None and s.seed == 7
     assert res.card("edc").parameters["discard_limits"] == [0.2, 0.3]
@@ -97,7 +97,7 @@ def test_every_row_names_its_protocol(tmp_path: Path) -> None:
     cards = {p["name"]: p for p in run["evaluation"]["protocols"]}
     assert table["protocol"].notna().all() and set(table["protocol"]) <= set(cards)
     assert all(
-        cards[p]["rule"] and cards[p]["source"] and cards[p]["curve"] in ("ERC", "EDC")
+        cards[p]["rule"] and cards[p]["source"] and cards[p]["kind"] in ("erc", "edc")
         for p in table["protocol"]
     )
     edc = table[table["protocol"] == "edc"]
