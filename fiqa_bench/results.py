@@ -22,8 +22,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,9 @@ SCHEMA_VERSION = 2  # 1: the unversioned folders of fiqa-bench <= 0.1 (three wri
 RESULT_COLUMNS = ("dataset", "fr_model", "method", "protocol", "fmr", "auc")
 CURVE_COLUMNS = ("dataset", "fr_model", "method", "protocol", "fmr", "fraction", "fnmr")
 # Row-level protocol parameters: a row's variant (its table, its figure) is the protocol plus these.
-PARAMETER_COLUMNS = ("discard_limit", "starting_error", "normalised", "pauc")
+PARAMETER_COLUMNS = ("starting_error", "discard_limit", "quality_scale", "normalised")
+# ...of which those that change the curve itself (the rest only change the area read from it).
+CURVE_PARAMETER_COLUMNS = ("starting_error", "quality_scale")
 NUMERIC_COLUMNS = (
     "auc",
     "ci_low",
@@ -111,17 +111,18 @@ class EvaluationSettings:
     """The evaluation parameters of a run, recorded in run.json["evaluation"].
 
     ``reject_fractions``: the ERC reject fractions (the report reads them, never guesses them);
-    ``fmrs``: FMR targets; ``discard_limits``: EDC pAUC limits; ``starting_error``: EDC starting error
-    (None: the threshold comes from the FMR target); ``quality_scale``: the quality normalisation applied
-    before evaluation (None: raw); ``protocols``: the cards of the protocols evaluated, in run order.
+    ``fmrs``: FMR targets; ``discard_limits``: EDC pAUC limits; ``starting_errors``: EDC starting errors
+    (empty: the thresholds come from the FMR targets); ``quality_scale``: the quality normalisation
+    applied to image qualities before evaluation ("none": raw); ``protocols``: the cards of the protocols
+    evaluated, in run order.
     """
 
     protocols: Sequence[ProtocolCard]
     fmrs: Sequence[float]
     reject_fractions: Sequence[float]
     discard_limits: Sequence[float] = ()
-    starting_error: float | None = None
-    quality_scale: str | None = None
+    starting_errors: Sequence[float] = ()
+    quality_scale: str = "none"
     bootstrap: int = 0
     seed: int = 0
 
@@ -132,7 +133,7 @@ class EvaluationSettings:
             "fmrs": [float(f) for f in self.fmrs],
             "reject_fractions": [float(r) for r in self.reject_fractions],
             "discard_limits": [float(d) for d in self.discard_limits],
-            "starting_error": None if self.starting_error is None else float(self.starting_error),
+            "starting_errors": [float(e) for e in self.starting_errors],
             "quality_scale": self.quality_scale,
             "bootstrap": int(self.bootstrap),
             "seed": int(self.seed),
@@ -140,14 +141,13 @@ class EvaluationSettings:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvaluationSettings:
-        se = d.get("starting_error")
         return cls(
             protocols=[ProtocolCard.from_dict(p) for p in d.get("protocols") or []],
             fmrs=[float(f) for f in d.get("fmrs") or []],
             reject_fractions=[float(r) for r in d.get("reject_fractions") or []],
             discard_limits=[float(x) for x in d.get("discard_limits") or []],
-            starting_error=None if se is None else float(se),
-            quality_scale=d.get("quality_scale"),
+            starting_errors=[float(e) for e in d.get("starting_errors") or []],
+            quality_scale=str(d.get("quality_scale") or "none"),
             bootstrap=int(d.get("bootstrap") or 0),
             seed=int(d.get("seed") or 0),
         )
@@ -170,23 +170,17 @@ def _jsonable(v: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder and a
-    rename: readers see the old file or the new one, never a part; concurrent writers never share a
-    temporary file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_bytes(path: Path, data: bytes, option: str = "--out") -> None:
+    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder and one
+    rename (fiqa_bench.cache.atomic_write_bytes): readers see the old file or the new one, never a part;
+    concurrent writers never share a temporary file; a disk error is one line naming ``option``."""
+    from .cache import atomic_write_bytes as write
+
+    write(Path(path), data, option=option)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, option: str = "--out") -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), option)
 
 
 def write_pairs(
@@ -199,13 +193,17 @@ def write_pairs(
     fold: np.ndarray | None,
     qualities: Mapping[str, np.ndarray],
     extra: Mapping[str, np.ndarray] | None = None,
+    option: str = "--out",
 ) -> Path:
     """pairs/<dataset>__<fr_model>.npz: ``similarity`` (float64, higher = more alike), ``genuine`` (bool),
     ``fold`` (int64; zeros when the dataset has none), ``q__<method>`` (pair quality, higher = better) and
     ``extra`` arrays (e.g. ``similarity_flip_sum``: similarities of flip-summed embeddings). The exact
     labels are stored inside. Returns the path."""
+    from .cache import writing
+
     folder = Path(folder)
-    (folder / "pairs").mkdir(parents=True, exist_ok=True)
+    with writing(folder / "pairs", None, option):
+        (folder / "pairs").mkdir(parents=True, exist_ok=True)
     sim = np.asarray(similarity, dtype=np.float64)
     arrays: dict[str, np.ndarray] = {
         "dataset": np.array(dataset),
@@ -221,7 +219,7 @@ def write_pairs(
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     path = folder / "pairs" / pairs_file_name(dataset, fr_model)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), option)
     return path
 
 
@@ -232,6 +230,7 @@ def write_results(
     *,
     settings: EvaluationSettings,
     run: Mapping[str, Any] | None = None,
+    option: str = "--out",
 ) -> Path:
     """results.csv, curves.csv and run.json (last) of a results folder. Returns the folder.
 
@@ -240,8 +239,11 @@ def write_results(
     provenance (versions, command, datasets, models, timings), stored beside the schema version and the
     evaluation settings. Raises ValueError on a programming error (missing column or card).
     """
+    from .cache import writing
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder, None, option):
+        folder.mkdir(parents=True, exist_ok=True)
     missing = [c for c in RESULT_COLUMNS if c not in results.columns] if len(results) else []
     if missing:
         raise ValueError(f"write_results: results lack column(s) {missing}")
@@ -254,11 +256,11 @@ def write_results(
     if len(curves):
         lead = [c for c in ("dataset", "fr_model") if c in curves.columns]
         curves = curves[lead + [c for c in curves.columns if c not in lead]]
-    atomic_write_text(folder / "results.csv", results.to_csv(index=False))
-    atomic_write_text(folder / "curves.csv", curves.to_csv(index=False))
+    atomic_write_text(folder / "results.csv", results.to_csv(index=False), option)
+    atomic_write_text(folder / "curves.csv", curves.to_csv(index=False), option)
     doc = {**_jsonable(dict(run or {})), "schema_version": SCHEMA_VERSION, "evaluation": settings.to_dict()}
     atomic_write_text(
-        folder / "run.json", json.dumps(doc, indent=1, sort_keys=True, allow_nan=False, default=str)
+        folder / "run.json", json.dumps(doc, indent=1, sort_keys=True, allow_nan=False, default=str), option
     )
     return folder
 
@@ -386,10 +388,13 @@ def _as_bool(series: pd.Series) -> pd.Series:
     return text.isin(["true", "1", "yes"])
 
 
-def variant_label(protocol: str, params: Mapping[str, Any]) -> str:
-    """'edc, discard limit 0.3, starting error 0.05': the protocol and its row-level parameters (those set)."""
+def variant_label(
+    protocol: str, params: Mapping[str, Any], columns: Sequence[str] = PARAMETER_COLUMNS
+) -> str:
+    """'edc, starting error 0.05, discard limit 0.3': the protocol and its parameters among ``columns``
+    (those set)."""
     parts = [protocol]
-    for col in PARAMETER_COLUMNS:
+    for col in columns:
         v = params.get(col)
         if (
             v is None
@@ -406,16 +411,18 @@ def variant_label(protocol: str, params: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def variant_column(table: pd.DataFrame) -> list[str]:
+def variant_column(table: pd.DataFrame, columns: Sequence[str] = PARAMETER_COLUMNS) -> list[str]:
     """The variant label of every row (computed once per distinct protocol and parameters)."""
     if not len(table):
         return []
-    cols = ["protocol", *(c for c in PARAMETER_COLUMNS if c in table.columns)]
+    cols = ["protocol", *(c for c in columns if c in table.columns)]
     keys = table["protocol"].map(str)
     for c in cols[1:]:
         keys = keys + "\x1f" + table[c].map(str)
     first = table[cols].assign(_key=keys).drop_duplicates("_key")
-    labels = {rec["_key"]: variant_label(str(rec["protocol"]), rec) for rec in first.to_dict("records")}
+    labels = {
+        rec["_key"]: variant_label(str(rec["protocol"]), rec, columns) for rec in first.to_dict("records")
+    }
     return [labels[k] for k in keys]
 
 
@@ -502,6 +509,9 @@ def read_results(folder: Path) -> Results:
         ["" if pd.isna(v) else str(v) for v in results["note"]] if "note" in results.columns else ""
     )
     results["variant"] = variant_column(results)
+    results["curve_variant"] = variant_column(
+        results, CURVE_PARAMETER_COLUMNS
+    )  # the curve the row's area is read from
     results = results.sort_values(
         ["dataset", "fr_model", "protocol", "fmr", "variant", "method"], kind="mergesort"
     ).reset_index(drop=True)
@@ -524,7 +534,7 @@ def read_results(folder: Path) -> Results:
     for col in ("fmr", "fraction", "fnmr", "fnmr_lo", "fnmr_hi", *PARAMETER_COLUMNS):
         if col in curves.columns and col != "normalised" and col != "pauc":
             curves[col] = pd.to_numeric(curves[col], errors="coerce")
-    curves["variant"] = variant_column(curves)
+    curves["variant"] = variant_column(curves, CURVE_PARAMETER_COLUMNS)
     curves = curves.sort_values(
         ["dataset", "fr_model", "protocol", "fmr", "variant", "method", "fraction"], kind="mergesort"
     ).reset_index(drop=True)

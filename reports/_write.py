@@ -14,7 +14,7 @@ import numpy as np
 from fiqa_bench.errors import FiqaError
 from fiqa_bench.naming import slug
 
-from ._load import Results, fmt_fmr, load_pairs, load_results, pair_methods
+from ._load import Results, fmr_key, fmt_fmr, load_pairs, load_results, pair_methods
 from ._style import png_bytes, save_figure, style_map
 from .latex import build_tables, render_table, render_wrapper, variant_slug
 from .summary import html_page, markdown
@@ -115,11 +115,18 @@ def write_report(
             html_images.append((stem, data if data is not None else (out / f"{stem}.png").read_bytes()))
 
     jobs: list[tuple[str, tuple]] = []
-    have = res.curves.groupby(["dataset", "fr_model", "variant", "fmr"], dropna=False).size() if len(res.curves) else []
-    for ds, fr, protocol, fmr in sorted(have.index.tolist() if len(have) else []):
-        jobs.append(("curve", (ds, fr, protocol, float(fmr))))
+    # One figure per results variant (protocol + parameters) whose curve was saved: several EDC discard
+    # limits read their areas from one curve, each figure marks its own limit.
+    curve_keys = set(zip(res.curves["dataset"], res.curves["fr_model"], res.curves["variant"], res.curves["fmr"].map(fmr_key), strict=True))
+    keys = res.results[["dataset", "fr_model", "variant", "curve_variant", "fmr"]].drop_duplicates()
+    drawn_variants: set[str] = set()
+    for ds, fr, variant, curve_variant, fmr in keys.itertuples(index=False):
+        if (ds, fr, curve_variant, fmr_key(fmr)) in curve_keys:
+            jobs.append(("curve", (ds, fr, variant, float(fmr))))
+            drawn_variants.add(variant)
+    jobs.sort(key=lambda j: (j[1][0], j[1][1], j[1][2], -1.0 if np.isnan(j[1][3]) else j[1][3]))
     if len(res.datasets) * len(res.fr_models) > 1:
-        for protocol in [v for v in res.variants if (res.curves["variant"] == v).any()]:
+        for protocol in [v for v in res.variants if v in drawn_variants]:
             for fmr in res.fmrs:
                 jobs.append(("grid", (protocol, fmr)))
     for (ds, fr), path in sorted(res.pairs.items()):

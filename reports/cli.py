@@ -14,7 +14,7 @@ import pandas as pd
 from fiqa_bench.errors import FiqaError, MissingDataError
 from fiqa_bench.naming import slug
 
-from ._load import Results, load_pairs, load_results, pair_methods
+from ._load import load_pairs, load_results, pair_methods, same_fmr
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +55,9 @@ def _check_method(name: str, known: list[str], where: Path) -> None:
     raise FiqaError(f"{where}: no method {name!r} in the saved pairs.{hint} Known methods: {', '.join(known)}.")
 
 
-def _protocol_kwargs(res: Results, rows: pd.DataFrame, curve: str) -> dict[str, Any]:
-    """The protocol settings recorded with the results (run.json and the rows' parameters), so the test
-    uses the same curve as the table."""
+def _protocol_kwargs(rows: pd.DataFrame, kind: str) -> dict[str, Any]:
+    """The protocol parameters recorded in the rows (discard limit, starting error, normalised), so the
+    test uses the same curve and area as the table. ERC protocols use their own reject schedule."""
 
     def first(col: str) -> Any:
         if col not in rows.columns:
@@ -66,15 +66,16 @@ def _protocol_kwargs(res: Results, rows: pd.DataFrame, curve: str) -> dict[str, 
         return vals.iloc[0] if len(vals) else None
 
     kw: dict[str, Any] = {}
-    if curve == "EDC":
+    if kind == "edc":
         limit = first("discard_limit")
         if limit is not None:
             kw["discard_limit"] = float(limit)
+        start = first("starting_error")
+        if start is not None:
+            kw["starting_error"] = float(start)
         norm = first("normalised")
         if norm is not None and str(norm).strip().lower() in ("true", "1"):
             kw["normalised"] = True
-    elif res.reject_fractions:
-        kw["fractions"] = np.asarray(res.reject_fractions, dtype=np.float64)
     return kw
 
 
@@ -116,7 +117,7 @@ def compare(
         _check_method(method_a, known, path)
         _check_method(method_b, known, path)
         sel = res.results[(res.results["dataset"] == ds) & (res.results["fr_model"] == fr)]
-        fmrs = sorted({float(f) for f in sel["fmr"]} or set(res.run.get("fmrs") or []), reverse=True)
+        fmrs = sorted({float(f) for f in sel["fmr"] if not math.isnan(float(f))} or set(res.run.get("fmrs") or []), reverse=True)
         if fmr is not None:
             match = [f for f in fmrs if math.isclose(f, fmr, rel_tol=1e-9)]
             if not match:
@@ -126,10 +127,12 @@ def compare(
         for target in fmrs:
             for variant in variants:
                 proto = res.variant_protocol(variant)
-                curve = res.card(proto).kind.upper()
-                kw = _protocol_kwargs(res, sel[sel["variant"] == variant], curve)
+                rows_v = sel[(sel["variant"] == variant) & same_fmr(sel["fmr"], target)]
+                if rows_v.empty:
+                    continue
+                kw = _protocol_kwargs(rows_v, res.card(proto).kind)
                 out = paired_bootstrap(
-                    arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, curve,
+                    arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, proto,
                     folds=arrays.get("fold"), n=n, seed=seed, **kw,
                 )
                 rows.append({

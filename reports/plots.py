@@ -50,9 +50,10 @@ def draw_curves(
     """Draw every method's curve for one (dataset, FR model, protocol variant, FMR); returns legend handles."""
     curve = _curve(res, protocol)
     cur = res.curves
-    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["variant"] == protocol) & same_fmr(cur["fmr"], fmr)]
     rows = res.results
     rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["variant"] == protocol) & same_fmr(rows["fmr"], fmr)]
+    curve_variant = rsel["curve_variant"].iloc[0] if len(rsel) else protocol  # e.g. one EDC curve, several discard limits
+    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["variant"] == curve_variant) & same_fmr(cur["fmr"], fmr)]
     aucs = dict(zip(rsel["method"], rsel["auc"], strict=True))
     handles: list[tuple[object, str]] = []
     drawn: list[tuple[np.ndarray, np.ndarray]] = []

@@ -108,7 +108,8 @@ VERIFICATION_TEXT = ("Accuracy on each fold at the threshold that is best on the
                      "10 contiguous blocks where the dataset has no folds), before any rejection.")
 
 
-VERIFICATION_ROWS_HEAD = ["dataset", "FR model", "protocol", "pairs", "folds", "accuracy (mean ± std over folds)", "note"]
+VERIFICATION_ROWS_HEAD = ["dataset", "FR model", "protocol", "scores from", "pairs", "folds", "accuracy (mean ± std over folds)",
+                          "note"]
 
 
 def verification_section(res: Results) -> tuple[str, list[str], list[list[str]]]:
@@ -122,7 +123,9 @@ def verification_section(res: Results) -> tuple[str, list[str], list[list[str]]]
     for rec in v.to_dict("records"):
         card = res.card(rec["protocol"])
         folds = _num(rec.get("n_folds"))
-        rows.append([rec["dataset"], rec["fr_model"], card.label(), str(int(_num(rec.get("n_pairs")))),
+        scores = str(rec.get("scores") or "embeddings")
+        rows.append([rec["dataset"], rec["fr_model"], card.label(), "embeddings" if scores == "nan" else scores,
+                     str(int(_num(rec.get("n_pairs")))),
                      str(int(folds)) if math.isfinite(folds) else "?",
                      f"{100 * _num(rec.get('accuracy')):.2f}% ± {100 * _num(rec.get('accuracy_std')):.2f}", str(rec.get("note") or "")])
     text = "Verification accuracy before any rejection, one row per saved verification protocol: " + "; ".join(

@@ -79,16 +79,16 @@ def test_report_writes_aggregates_as_csv_latex_and_markdown(tmp_path: Path) -> N
     csv = pd.read_csv(out / "aggregates.csv")
     res = pd.read_csv(folder / "results.csv")
     expected = aggregate_rows(res.assign(variant=res["protocol"]), {"random", "oracle"})
-    erc = csv[csv["variant"] == "erc_strict"].set_index("method")
-    for rec in expected[expected["protocol"] == "erc_strict"].to_dict("records"):
+    erc = csv[csv["variant"] == "erc"].set_index("method")
+    for rec in expected[expected["protocol"] == "erc"].to_dict("records"):
         assert erc.loc[rec["method"], "mean_auc"] == pytest.approx(rec["mean_auc"])
-    tex = (out / "table_rank_erc_strict.tex").read_text()
+    tex = (out / "table_rank_erc.tex").read_text()
     assert "Relative ranking over the 2 (dataset, FR model) columns" in tex and "\\min_{m'}" in tex
-    assert "ERC (erc\\_strict: one decision rule for FMR and FNMR)" in tex
-    assert "\\bar{A}_m" in (out / "table_mean_erc_strict.tex").read_text()
+    assert "ERC (erc: CR-FIQA reference rule)" in tex
+    assert "\\bar{A}_m" in (out / "table_mean_erc.tex").read_text()
     md = (out / "summary.md").read_text()
-    assert "### Relative ranking (Schlett et al.): ERC (erc_strict: one decision rule for FMR and FNMR)" in md
+    assert "### Relative ranking (Schlett et al.): ERC (erc: CR-FIQA reference rule)" in md
     assert (
-        "### Mean over datasets x FR models: EDC (edc: Schlett et al. error-versus-discard), discard limit 0.2"
+        "### Mean over datasets x FR models: EDC (edc: Schlett FNM-EDC), discard limit 0.2"
         in md
     )

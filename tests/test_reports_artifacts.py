@@ -22,7 +22,7 @@ from fiqa_bench.errors import FiqaError
 DATASETS = {"lfw": 900, "cfp_fp": 400}  # 450 / 200 impostor pairs: FMR 3e-3 resolvable on lfw, not on cfp_fp
 FR_MODELS = ("sface", "arcface_r100")
 FMRS = (3e-3,)
-ERC, EDC = "erc_strict", "edc_discard-limit-0-2"  # file-name slugs of the default protocols' variants
+ERC, EDC = "erc", "edc_discard-limit-0-2"  # file-name slugs of the default protocols' variants
 PROTOCOL_SLUGS = (ERC, EDC)
 
 
@@ -119,7 +119,7 @@ def _value(cell: str) -> float:
 def test_latex_bold_best_and_underline_second_per_column(report_run: dict) -> None:
     out = _report_dir(report_run)
     res = load_results(Path(report_run["folder"]))
-    for protocol, name in ((ERC, "erc_strict"), (EDC, "edc")):
+    for protocol, name in ((ERC, "erc"), (EDC, "edc")):
         tex = (out / f"table_{protocol}_fmr3e-3.tex").read_text()
         subs, methods, refs = _parse_table(tex)
         assert set(refs) == {"oracle", "random"} and set(methods) == {"crfiqa_l", "serfiq", "face_norm", "sharpness"}
@@ -148,10 +148,11 @@ def test_latex_caption_states_protocol_pairs_ci_and_resolution_warning(report_ru
     erc = (out / f"table_{ERC}_fmr3e-3.tex").read_text()
     edc = (out / f"table_{EDC}_fmr3e-3.tex").read_text()
     # Protocol name, title, parameters and FMR in every caption; the reject fractions are the recorded ones.
-    assert "AUC of ERC (erc\\_strict: one decision rule for FMR and FNMR), FMR $3\\cdot 10^{-3}$" in erc
-    assert "reject fractions 0 to 0.95 in steps of 0.05" in erc and "recomputed on the retained pairs" in erc and "trapezoid" in erc
-    assert "pAUC of EDC (edc: Schlett et al. error-versus-discard), discard limit 0.2, FMR $3\\cdot 10^{-3}$" in edc
-    assert "fixed once on all pairs" in edc and "stepwise" in edc
+    assert "AUC of ERC (erc: CR-FIQA reference rule), FMR $3\\cdot 10^{-3}$" in erc
+    assert "reject fractions 0 to 0.95 in steps of 0.05" in erc and "On the retained pairs" in erc and "trapezoid" in erc
+    assert "CR-FIQA reference code" in erc  # the source program
+    assert "pAUC of EDC (edc: Schlett FNM-EDC), discard limit 0.2, FMR $3\\cdot 10^{-3}$" in edc
+    assert "Threshold fixed once on all pairs" in edc and "stepwise" in edc
     assert "lfw 900 (450 genuine, 450 impostor)" in erc and "\\begin{tabular}" in erc and "\\toprule" in erc
     assert "$\\pm$" in erc and "bootstrap" in erc  # CIs present (bootstrap=30)
     # 3e-3 >= 1/450 (lfw) but < 1/200 (cfp_fp): only the cfp_fp sub-columns carry the marker.
@@ -200,9 +201,9 @@ def test_style_map_is_deterministic_and_consistent_across_figures(report_run: di
         plt.close(fig)
         return out
 
-    f1 = props(plots.curve_figure(res, a, "lfw", "sface", "erc_strict", 3e-3))
+    f1 = props(plots.curve_figure(res, a, "lfw", "sface", "erc", 3e-3))
     f2 = props(plots.curve_figure(res, a, "cfp_fp", "arcface_r100", "edc, discard limit 0.2", 3e-3))
-    f3 = props(plots.grid_figure(res, a, "erc_strict", 3e-3))
+    f3 = props(plots.grid_figure(res, a, "erc", 3e-3))
     assert set(f1) == set(res.methods)
     assert f1 == f2 == {k: f3[k] for k in f1}
     doc = json.loads((_report_dir(report_run) / "results.json").read_text())
@@ -222,7 +223,7 @@ def test_markdown_summary_has_datasets_tables_and_warnings(report_run: dict) -> 
     assert "| lfw | simulated (900 pairs) | 900 | 900 | 450 | 450 | 1 |" in md
     assert "FMR target 3e-3 is below the resolution of cfp_fp with sface (200 impostor pairs, 1/n = 0.005)" in md
     assert "resolution of lfw" not in md
-    assert "### ERC (erc_strict: one decision rule for FMR and FNMR), FMR 3e-3" in md and "(reference)" in md and "**" in md
+    assert "### ERC (erc: CR-FIQA reference rule), FMR 3e-3" in md and "(reference)" in md and "**" in md
     assert "no face detected" in md  # skipped items listed
     # verification accuracy per (dataset, FR model), recomputed from the saved pairs
     import numpy as np

@@ -73,13 +73,18 @@ def test_round_trip_keeps_rows_curves_pairs_and_protocol_parameters(tmp_path: Pa
     np.testing.assert_array_equal(np.sort(res.curves["fnmr"].to_numpy()), np.sort(curves["fnmr"].to_numpy()))
     # Two EDC discard limits are two variants, each its own table and figure.
     assert res.variants == ["erc_strict", "edc, discard limit 0.2", "edc, discard limit 0.3"]
-    assert set(res.curves["variant"]) == set(res.variants)
+    assert set(res.curves["variant"]) == {
+        "erc_strict",
+        "edc",
+    }  # one EDC curve; each limit reads its area from it
+    assert set(res.results["curve_variant"]) == {"erc_strict", "edc"}
     # The evaluation parameters come back as recorded: nothing is guessed by the reader.
     s = res.settings
     assert [p.name for p in s.protocols] == ["erc_strict", "edc"] and s.protocols[0].kind == "erc"
     assert s.reject_fractions == pytest.approx(np.arange(20) * 0.05) and s.discard_limits == [0.2, 0.3]
-    assert s.fmrs == [1e-2] and s.starting_error is None and s.seed == 7
-    assert res.card("edc").parameters["discard_limits"] == [0.2, 0.3]
+    assert s.fmrs == [1e-2] and list(s.starting_errors) == [] and s.seed == 7 and s.quality_scale == "none"
+    assert res.card("edc").parameters["discard_limit"] == [0.2, 0.3]
+    assert res.card("erc_strict").title == "fiqa-bench strict rule" and res.card("edc").kind == "edc"
     # Pairs: labels stored inside, arrays exact, extra arrays kept.
     arrays = read_pairs(res.pairs[("lfw", "sface")])
     sim, gen, fold, qualities = _scores()
@@ -140,7 +145,7 @@ def test_writes_are_atomic_and_leave_no_temporary_files(
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError):  # a one-line DiskWriteError naming --out
         _write(tmp_path, ProtocolRequest.from_user(None, "0.3"))
     monkeypatch.undo()
     # The failed write changed nothing of the table it was writing and left no temporary file behind.
@@ -151,11 +156,27 @@ def test_writes_are_atomic_and_leave_no_temporary_files(
 
 
 def test_unknown_protocol_is_one_line_with_suggestion() -> None:
-    from fiqa_bench.errors import UnknownNameError
-
-    with pytest.raises(UnknownNameError, match=r"Unknown protocol 'erc_strik'.*Did you mean 'erc_strict'"):
-        ProtocolRequest.from_user("erc_strik")
     from fiqa_bench.errors import FiqaError
 
-    with pytest.raises(FiqaError, match="--discard-limit 1.5 is outside"):
+    with pytest.raises(
+        FiqaError, match=r"--protocols: unknown protocol 'erc_strik'.*Did you mean 'erc_strict'"
+    ):
+        ProtocolRequest.from_user("erc_strik")
+    with pytest.raises(FiqaError, match="--discard-limit: 1.5 is outside"):
         ProtocolRequest.from_user(None, "0.2,1.5")
+
+
+def test_report_protocols_selects_saved_protocols(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from fiqa_bench.cli import main
+
+    _write(tmp_path, ProtocolRequest.from_user("erc,edc", None))
+    assert main(["report", str(tmp_path), "--protocols", "edc", "--formats", "png", "--quiet"]) == 0
+    names = {p.name for p in (tmp_path / "report").iterdir()}
+    assert any(n.startswith("table_edc") for n in names) and not any(n.startswith("table_erc") for n in names)
+    assert main(["report", str(tmp_path), "--protocols", "edc_fm", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "no results for protocol 'edc_fm'" in err
+        and "Did you mean 'edc'" in err
+        and "Saved protocols: erc, edc" in err
+    )

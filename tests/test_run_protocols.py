@@ -13,7 +13,8 @@ import pytest
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-PROTOCOLS = "erc_strict,edc"
+PROTOCOLS = "erc,erc_strict,edc,verification_exact,verification_insightface"
+CURVE_PROTOCOLS = ["erc", "erc_strict", "edc"]
 N_EACH = 30
 
 
@@ -79,8 +80,10 @@ def test_every_row_names_its_protocol_and_parameters(run_out: Path) -> None:
     assert sorted(table.loc[table["protocol"] == "edc", "discard_limit"].unique()) == [0.2, 0.3]
     assert table.loc[table["protocol"] == "erc_strict", "discard_limit"].isna().all()
     assert (table["n_pairs"] == 2 * N_EACH).all()
+    assert table.loc[table["protocol"].isin(CURVE_PROTOCOLS), "method"].notna().all()
     res = read_results(run_out)
     assert [p.name for p in res.settings.protocols] == PROTOCOLS.split(",")
+    assert res.protocols == PROTOCOLS.split(",") and set(res.results["protocol"]) == set(CURVE_PROTOCOLS)
     assert res.settings.discard_limits == [0.2, 0.3] and res.settings.fmrs == [0.1]
     assert len(res.settings.reject_fractions) == 20
 
@@ -92,18 +95,45 @@ def test_captions_and_figure_titles_name_the_protocol(run_out: Path) -> None:
     from fiqa_bench.results import read_results
 
     report = run_out / "report"
-    erc = (report / "table_erc_strict.tex").read_text()
-    assert "ERC (erc\\_strict: one decision rule for FMR and FNMR)" in erc
+    erc = (report / "table_erc.tex").read_text()
+    assert "AUC of ERC (erc: CR-FIQA reference rule)" in erc
+    assert "ERC (erc\\_strict: fiqa-bench strict rule)" in (report / "table_erc_strict.tex").read_text()
     edc = (report / "table_edc_discard-limit-0-3.tex").read_text()
-    assert "EDC (edc: Schlett et al. error-versus-discard), discard limit 0.3" in edc
+    assert "EDC (edc: Schlett FNM-EDC), discard limit 0.3" in edc
     res = read_results(run_out)
     styles = style_map(res.methods, res.reference_methods)
-    for variant, head in (("erc_strict", "ERC (erc_strict: "), ("edc, discard limit 0.2", "EDC (edc: ")):
+    for variant, head in (
+        ("erc", "ERC (erc: CR-FIQA"),
+        ("erc_strict", "ERC (erc_strict: "),
+        ("edc, discard limit 0.3", "EDC (edc: "),
+    ):
         fig = plots.curve_figure(res, styles, res.datasets[0], "sface", variant, 0.1)
         title = fig.axes[0].get_title()
         plt.close(fig)
         assert title.startswith(head) and "FMR 1e-1" in title, title
     assert "edc, discard limit 0.3" in res.variants
+
+
+def test_verification_both_ways_labelled(run_out: Path) -> None:
+    # insightface's number is computed on flip-summed embeddings (image + mirror), the exact one on plain ones.
+    import numpy as np
+
+    from fiqa_bench.evaluation import fold_accuracy, insightface_accuracy
+
+    table = pd.read_csv(run_out / "results.csv")
+    v = table[table["protocol"].str.startswith("verification")].set_index("protocol")
+    assert v.loc["verification_insightface", "scores"] == "flip-summed embeddings"
+    assert v.loc["verification_exact", "scores"] == "embeddings"
+    with np.load(next((run_out / "pairs").glob("*.npz"))) as z:
+        sim, fs, gen = z["similarity"], z["similarity_flip_sum"], z["genuine"]
+    assert not np.allclose(sim, fs)
+    assert v.loc["verification_insightface", "accuracy"] == pytest.approx(insightface_accuracy(fs, gen)[0])
+    assert v.loc["verification_exact", "accuracy"] == pytest.approx(fold_accuracy(sim, gen, 10)[0])
+    md = (run_out / "report" / "summary.md").read_text()
+    assert (
+        "Verification (verification_insightface: insightface printed accuracy" in md
+        and "flip-summed embeddings" in md
+    )
 
 
 def test_report_rebuilt_from_disk_equals_the_one_the_run_wrote(run_out: Path, tmp_path: Path) -> None:
