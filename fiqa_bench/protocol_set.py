@@ -187,6 +187,6 @@ def evaluate_protocols(
             r["scores"] = scores
             r["quality_scale"] = request.quality_scale
         rows += got
-        frames.append(points.to_frame())
+        frames.append(points.to_frame().assign(quality_scale=request.quality_scale))
     curves = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return rows, curves

@@ -531,8 +531,8 @@ def read_results(folder: Path) -> Results:
         raise DataFormatError(curves_path, f"missing column(s) {', '.join(missing)}", RERUN)
     for col in ("dataset", "fr_model", "method", "protocol"):
         curves[col] = curves[col].astype(str)
-    for col in ("fmr", "fraction", "fnmr", "fnmr_lo", "fnmr_hi", *PARAMETER_COLUMNS):
-        if col in curves.columns and col != "normalised" and col != "pauc":
+    for col in ("fmr", "fraction", "fnmr", "fnmr_lo", "fnmr_hi", "starting_error", "discard_limit"):
+        if col in curves.columns:
             curves[col] = pd.to_numeric(curves[col], errors="coerce")
     curves["variant"] = variant_column(curves, CURVE_PARAMETER_COLUMNS)
     curves = curves.sort_values(

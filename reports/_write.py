@@ -117,7 +117,8 @@ def write_report(
     jobs: list[tuple[str, tuple]] = []
     # One figure per results variant (protocol + parameters) whose curve was saved: several EDC discard
     # limits read their areas from one curve, each figure marks its own limit.
-    curve_keys = set(zip(res.curves["dataset"], res.curves["fr_model"], res.curves["variant"], res.curves["fmr"].map(fmr_key), strict=True))
+    c = res.curves
+    curve_keys = set(zip(c["dataset"], c["fr_model"], c["variant"], [fmr_key(f) for f in c["fmr"]], strict=True))
     keys = res.results[["dataset", "fr_model", "variant", "curve_variant", "fmr"]].drop_duplicates()
     drawn_variants: set[str] = set()
     for ds, fr, variant, curve_variant, fmr in keys.itertuples(index=False):

@@ -180,3 +180,18 @@ def test_report_protocols_selects_saved_protocols(tmp_path: Path, capsys: pytest
         and "Did you mean 'edc'" in err
         and "Saved protocols: erc, edc" in err
     )
+
+
+def test_starting_error_rows_without_fmr_get_tables_and_figures(tmp_path: Path) -> None:
+    from fiqa_bench.reports import write_report
+
+    _write(tmp_path, ProtocolRequest.from_user("erc,edc", "0.2,0.3", "0.05", "minmax"))
+    res = read_results(tmp_path)
+    edc = res.results[res.results["protocol"] == "edc"]
+    assert edc["fmr"].isna().all() and (edc["starting_error"] == 0.05).all()
+    assert "edc, starting error 0.05, discard limit 0.3, quality scale minmax" in res.variants
+    names = {p.name for p in write_report(tmp_path, formats=("png",))}
+    stem = "edc_starting-error-0-05_discard-limit-0-3_quality-scale-minmax"
+    assert f"{stem}__lfw__sface__fmrnone.png" in names and f"table_{stem}.tex" in names
+    tex = (tmp_path / "report" / f"table_{stem}.tex").read_text()
+    assert "EDC (edc: Schlett FNM-EDC), starting error 0.05, discard limit 0.3, quality scale minmax" in tex
