@@ -128,6 +128,13 @@ def verification_section(res: Results) -> tuple[str, list[str], list[list[str]]]
                      str(int(_num(rec.get("n_pairs")))),
                      str(int(folds)) if math.isfinite(folds) else "?",
                      f"{100 * _num(rec.get('accuracy')):.2f}% ± {100 * _num(rec.get('accuracy_std')):.2f}", str(rec.get("note") or "")])
+    # The exact k-fold accuracy beside every other verification number, read from the saved pairs where
+    # the run did not save it as a row (labelled as such).
+    have_exact = {(r[0], r[1]) for r, p in zip(rows, v["protocol"], strict=True) if p == "verification_exact"}
+    for ds, model, n, folds, acc, _, _ in _verification_rows(res):
+        if (ds, model) not in have_exact:
+            rows.append([ds, model, "exact k-fold accuracy (from the saved pair similarities)", "embeddings", n, folds, acc, ""])
+    rows.sort(key=lambda r: (r[0], r[1]))
     text = "Verification accuracy before any rejection, one row per saved verification protocol: " + "; ".join(
         f"{res.card(p).label()}: {res.card(p).rule}" for p in dict.fromkeys(v["protocol"])
     )

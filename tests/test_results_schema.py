@@ -195,3 +195,29 @@ def test_starting_error_rows_without_fmr_get_tables_and_figures(tmp_path: Path) 
     assert f"{stem}__lfw__sface__fmrnone.png" in names and f"table_{stem}.tex" in names
     tex = (tmp_path / "report" / f"table_{stem}.tex").read_text()
     assert "EDC (edc: Schlett FNM-EDC), starting error 0.05, discard limit 0.3, quality scale minmax" in tex
+
+
+def test_summary_shows_both_verification_numbers_labelled(tmp_path: Path) -> None:
+    from fiqa_bench.reports.summary import verification_section
+
+    from fiqa_bench.evaluation import fold_accuracy, insightface_accuracy
+
+    _write(tmp_path, ProtocolRequest.from_user("erc,verification_insightface", None))
+    res = read_results(tmp_path)
+    assert set(res.verification["protocol"]) == {"verification_insightface"} and "" in set(
+        res.verification["method"]
+    )
+    assert "verification_insightface" not in set(res.results["protocol"])  # not a curve row
+    _, head, rows = verification_section(res)
+    by_label = {r[2]: r for r in rows}
+    sim, gen, fold, _ = _scores()
+    insight = by_label[
+        "Verification (verification_insightface: insightface printed accuracy (0.01 grid, KFold))"
+    ]
+    assert insight[head.index("accuracy (mean ± std over folds)")].startswith(
+        f"{100 * insightface_accuracy(sim, gen)[0]:.2f}%"
+    )
+    exact = by_label["exact k-fold accuracy (from the saved pair similarities)"]  # added beside it, labelled
+    assert exact[head.index("accuracy (mean ± std over folds)")].startswith(
+        f"{100 * fold_accuracy(sim, gen, fold)[0]:.2f}%"
+    )
