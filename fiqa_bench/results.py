@@ -64,7 +64,8 @@ class ProtocolCard:
     ``name``: registry name (the ``protocol`` column); ``kind``: "erc" (threshold recomputed per reject
     fraction), "edc" (threshold fixed, pairs discarded) or "verification" (accuracy, no curve);
     ``title``: one-line description; ``source``: the program (and version/commit) whose rule it is;
-    ``rule``: the rule in words; ``parameters``: its settings in this run.
+    ``rule``: the rule in words; ``parameters``: its settings in this run (the registry's defaults
+    overridden by the run's values); ``needs``: inputs beyond the pair similarities.
     """
 
     name: str
@@ -73,9 +74,7 @@ class ProtocolCard:
     source: str = ""
     rule: str = ""
     parameters: Mapping[str, Any] = field(default_factory=dict)
-    needs: tuple[
-        str, ...
-    ] = ()  # inputs beyond the pair similarities, e.g. "flip_sum" (flip-summed embeddings)
+    needs: tuple[str, ...] = ()  # inputs beyond the pair similarities: "flip_sum" (flip-summed embeddings)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -88,7 +88,4 @@ def test_report_writes_aggregates_as_csv_latex_and_markdown(tmp_path: Path) -> N
     assert "\\bar{A}_m" in (out / "table_mean_erc.tex").read_text()
     md = (out / "summary.md").read_text()
     assert "### Relative ranking (Schlett et al.): ERC (erc: CR-FIQA reference rule)" in md
-    assert (
-        "### Mean over datasets x FR models: EDC (edc: Schlett FNM-EDC), discard limit 0.2"
-        in md
-    )
+    assert "### Mean over datasets x FR models: EDC (edc: Schlett FNM-EDC), discard limit 0.2" in md
