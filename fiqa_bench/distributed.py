@@ -248,7 +248,7 @@ def score_shard(
         )
         if env.rank == 0:
             _barrier(env)
-        producers = list(pipeline_make_producers(models, methods).values())
+        producers = list(pipeline_make_producers(models, methods, config.protocols.needs_flip_sum).values())
         subset = shard_indices(len(data.faces), config.batch_size, env.rank, env.world, shard)
         todo = subset[_missing_positions(data, producers, cache, subset)]
         t0 = time.perf_counter()
