@@ -22,12 +22,13 @@ from tqdm.auto import tqdm
 
 from fiqa_bench.errors import DataFormatError, FiqaError
 from fiqa_bench.faces import decode_rgb
+from fiqa_bench.input_checks import SKIP_HINT, BadInputs, decode_checked
 from fiqa_bench.types import ALIGNED_SIZE, FaceSet, LoadedDataset, Pairs, Skipped
 
 log = logging.getLogger("fiqa_bench.datasets")
 
 N_FOLDS = 10
-SKIP_HINT = "pass --skip-bad (skip_bad=True) to leave its pairs out (counted and reported)"
+__all__ = ["SKIP_HINT"]  # re-exported for the dataset modules
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -152,15 +153,16 @@ class PreparedFaces:
     table_ids: list[str] = field(default_factory=list)  # ids of every table row (kept or not)
 
 
-def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> list[tuple[int, int] | None]:
-    """Decode every image once (to check it); H, W per image or None when undecodable."""
+def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> list[tuple[int, int] | str]:
+    """Decode every image once (to check it); H, W per image, or why it cannot be used (empty, not an
+    image file, corrupt: fiqa_bench.input_checks.decode_checked)."""
 
-    def shape(b: bytes) -> tuple[int, int] | None:
-        rgb = decode_rgb(b)
-        return None if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
+    def shape(b: bytes) -> tuple[int, int] | str:
+        rgb, why = decode_checked(b)
+        return why if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
 
     bar = tqdm(total=len(blobs), desc=desc, unit="img", disable=not progress)
-    out: list[tuple[int, int] | None] = []
+    out: list[tuple[int, int] | str] = []
     try:
         if workers > 1 and len(blobs) > 64:
             with ThreadPoolExecutor(workers) as pool:
@@ -174,6 +176,30 @@ def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> 
     finally:
         bar.close()
     return out
+
+
+def check_alignment(name: str, table: ImageTable, shapes: Sequence[tuple[int, int] | None], auto: bool) -> dict[str, Any]:
+    """Are 112x112 images really aligned to the ArcFace template? YuNet on an evenly spaced sample
+    (``faces.ALIGNMENT_SAMPLE``) measures the median landmark offset; above ``faces.MISALIGNED_MEDIAN_PX``
+    the set is flagged (photos merely resized to 112x112 would otherwise be embedded as if aligned) and
+    a one-line warning says what happens: with aligned=auto the set is aligned on the fly instead."""
+    from fiqa_bench.faces import ALIGNMENT_SAMPLE, MISALIGNED_MEDIAN_PX, alignment_offset
+
+    ok = [i for i, s in enumerate(shapes) if s == (ALIGNED_SIZE, ALIGNED_SIZE)]
+    if not ok:
+        return {}
+    pick = [ok[int(k)] for k in np.linspace(0, len(ok) - 1, min(ALIGNMENT_SAMPLE, len(ok))).round().astype(int)]
+    offset, measured = alignment_offset(np.stack([decode_rgb(table.blobs[i]) for i in pick]))
+    misaligned = bool(measured and offset > MISALIGNED_MEDIAN_PX)
+    if misaligned:
+        log.warning(
+            "%s: the 112x112 images are not aligned to the ArcFace template (median landmark offset %.1f px over "
+            "%d sampled faces; aligned crops measure about 2 px): %s",
+            name, offset, measured,
+            "aligning them on the fly (pass aligned=true to use them as they are)" if auto
+            else "results will be poor; pass aligned=false to align them on the fly",
+        )  # fmt: skip
+    return {"alignment_offset_px": round(offset, 2), "alignment_faces_measured": measured, "misaligned": misaligned}
 
 
 def prepare_faces(
@@ -198,20 +224,28 @@ def prepare_faces(
     """
     if no_face not in ("mean_landmarks", "drop"):
         raise FiqaError(f"{name}: option no_face={no_face!r} must be 'mean_landmarks' or 'drop'.")
-    shapes = _shapes(table.blobs, workers, progress, f"{name}: check images")
-    skipped: list[Skipped] = []
+    decoded = _shapes(table.blobs, workers, progress, f"{name}: check images")
+    policy = BadInputs(skip_bad, hint="" if fix else SKIP_HINT)
     bad: set[int] = set()
-    for i, s in enumerate(shapes):
-        if s is None:
-            why = "cannot be decoded as a JPEG/PNG image"
-            if not skip_bad:
-                raise DataFormatError(table.where[i], why, fix or f"replace the image or {SKIP_HINT}")
-            skipped.append(Skipped("image", table.where[i], why + "; its pairs are left out"))
+    for i, s in enumerate(decoded):
+        if isinstance(s, str):
+            policy.bad(
+                "image",
+                table.where[i],
+                s + ("; its pairs are left out" if skip_bad else ""),
+                fix or "replace the image",
+            )
             bad.add(i)
+    skipped = policy.skipped
+    shapes = [None if isinstance(s, str) else s for s in decoded]
     good_shapes = [s for s in shapes if s is not None]
-    if aligned == "auto":
+    auto = aligned == "auto"
+    if auto:
         aligned = all(s == (ALIGNED_SIZE, ALIGNED_SIZE) for s in good_shapes)
         log.info("%s: images are %s (aligned=auto)", name, "112x112, used as aligned" if aligned else "not all 112x112, aligning them")
+    check = check_alignment(name, table, shapes, auto) if aligned else {}
+    if check.get("misaligned") and auto:
+        aligned = False
     if aligned:
         for i, s in enumerate(shapes):
             if s is not None and s != (ALIGNED_SIZE, ALIGNED_SIZE):
@@ -246,7 +280,10 @@ def prepare_faces(
                 skipped.append(Skipped("face", table.ids[i], f"no face found by {detector}; aligned with the set's mean landmarks"))
         keep_idx = np.array([i for i in range(len(table)) if i not in bad], np.int64)
         loader = ArrayLoader(crops, keep_idx)
-        meta = {"det_score": np.asarray(det_score)[keep_idx], "landmarks": np.asarray(landmarks)[keep_idx]}
+        # Measured landmarks only: a faceless image's stand-in landmarks placed its crop, but landmark-based
+        # methods must see "no face" (NaN), not a plausible face.
+        measured = np.where((np.asarray(status) == 0)[:, None, None], np.asarray(landmarks, np.float32), np.nan)
+        meta = {"det_score": np.asarray(det_score)[keep_idx], "landmarks": measured[keep_idx]}
         n_checked = len(table) - sum(1 for s in shapes if s is None)
         info = {
             "detector": detector,
@@ -254,6 +291,7 @@ def prepare_faces(
             "alignment_failure_rate": float(n_no_face / max(n_checked, 1)),
         }
         fingerprint = hashlib.sha256((fingerprint + no_face).encode()).hexdigest()[:16]
+    info.update({k: v for k, v in check.items() if k != "misaligned"})
     keep = np.full(len(table), -1, np.int64)
     keep[keep_idx] = np.arange(len(keep_idx))
     faces = FaceSet(ids=[table.ids[i] for i in keep_idx], loader=loader, meta=meta)
@@ -265,29 +303,18 @@ def _aligned_crops(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Aligned crops (memory-mapped from the cache when present) + status/score/landmarks per image."""
     from fiqa_bench.align import align_sources
-    from fiqa_bench.cache import atomic_save_npz, default_cache_dir
+    from fiqa_bench.cache import cached_crops, default_cache_dir
 
     folder = Path(cache_dir or default_cache_dir()) / "v1" / "aligned"
     stem = f"{name.replace(':', '_').replace('/', '_')}-{fingerprint}"
-    crops_path, meta_path = folder / f"{stem}.npy", folder / f"{stem}.meta.npz"
-    n = len(table)
-    if crops_path.is_file() and meta_path.is_file():
-        try:
-            crops = np.load(crops_path, mmap_mode="r")
-            with np.load(meta_path, allow_pickle=False) as z:
-                if crops.shape == (n, ALIGNED_SIZE, ALIGNED_SIZE, 3) and len(z["status"]) == n:
-                    return crops, z["status"], z["det_score"], z["landmarks"]
-        except (OSError, ValueError, KeyError):
-            pass  # broken cache: recompute
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{stem}.npy.tmp"
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, ALIGNED_SIZE, ALIGNED_SIZE, 3))
-    res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
-    out.flush()
-    del out
-    tmp.replace(crops_path)
-    atomic_save_npz(meta_path, status=res.status, det_score=res.det_score, landmarks=res.landmarks)
-    return np.load(crops_path, mmap_mode="r"), res.status, res.det_score, res.landmarks
+
+    def compute(out: np.ndarray) -> dict[str, np.ndarray]:
+        res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
+        return {"status": res.status, "det_score": res.det_score, "landmarks": res.landmarks}
+
+    # Verified on every read (shape, dtype, checksums), rebuilt when damaged, safe under concurrent runs.
+    crops, meta = cached_crops(folder / stem, (len(table), ALIGNED_SIZE, ALIGNED_SIZE, 3), compute)
+    return crops, meta["status"], meta["det_score"], meta["landmarks"]
 
 
 # -- assembling the loaded dataset ------------------------------------------------------------------
@@ -317,6 +344,18 @@ def assemble(
     for k in np.flatnonzero(~ok):
         gone = [prepared.table_ids[int(x)] for x, y in ((a[k], a_new[k]), (b[k], b_new[k])) if y < 0]
         all_skipped.append(Skipped("pair", pair_where[k], f"left out: image {', '.join(gone)} is unusable"))
+    if len(ok) and not ok.any() or not len(ok) and all_skipped:
+        counts: dict[str, int] = {}
+        for s in all_skipped:
+            counts[s.what] = counts.get(s.what, 0) + 1
+        first = next((s for s in all_skipped if s.what != "face"), all_skipped[0] if all_skipped else None)
+        raise DataFormatError(
+            source,
+            f"every pair was left out ({', '.join(f'{v} {k}(s) skipped' for k, v in sorted(counts.items()))}"
+            + (f"; first: {first.where}: {first.why}" if first else "")
+            + ")",
+            "fix the listed inputs: nothing is left to evaluate",
+        )
     a_new, b_new = a_new[ok], b_new[ok]
     genuine, fold = np.asarray(genuine, bool)[ok], np.asarray(fold, np.int16)[ok]
     faces = prepared.faces

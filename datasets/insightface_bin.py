@@ -9,8 +9,11 @@ re-saved by Python 3 hold ``bytes`` (protocol 3+) or ``_codecs.encode(text, "lat
 Safety: a pickle can run code, so it is read by an unpickler that builds only built-in containers,
 bytes, bools, numbers and strings: every global a file asks for is refused (one clear error, nothing
 executed), except ``_codecs.encode`` / ``bytes`` which are swapped for harmless stand-ins that only turn
-latin-1 text into bytes (the way Python 3 writes bytes at protocol 2). Pickles holding numpy objects
-(e.g. an ``issame_list`` saved as a numpy array) are refused too: re-save them as plain lists.
+latin-1 text into bytes (the way Python 3 writes bytes at protocol 2). Images stored as numpy uint8
+arrays (what insightface's own packers write: ``cv2.imencode`` buffers, 1-D or N x 1) are read through
+stand-ins for numpy's unpickling helpers that accept only that and return the bytes (nothing from numpy
+runs). Any other numpy object (another dtype, a structured or 2-D array, an ``issame_list`` saved as an
+array) is refused: re-save it as plain lists.
 
 Where the files live (data root = --data-root, $FIQA_BENCH_DATA or ~/.fiqa-bench/data); the first that
 exists wins:
@@ -39,6 +42,7 @@ stored and scored once, under the id of their first occurrence. Folds: 10 of equ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -95,21 +99,103 @@ def _empty_bytes(*args: Any) -> bytes:
     return b""
 
 
+# insightface's own packers append ``cv2.imencode(".jpg", img)[1]``: numpy uint8 arrays (1-D, or N x 1
+# from older OpenCV). NumPy pickles them through ``numpy.core.multiarray._reconstruct`` (protocols
+# 0-4) or ``numpy.core.numeric._frombuffer`` (protocol 5), with a ``numpy.dtype`` built the same way.
+# These names are answered by the stand-ins below, which import and run nothing from numpy: they accept
+# exactly a plain, unstructured uint8 array of one dimension (or one column) and give its bytes.
+
+
+class RefusedNumpy(pickle.UnpicklingError):
+    """A numpy object other than a plain 1-D uint8 array (nothing was built or run)."""
+
+
+class _UintArray:
+    """What a pickled 1-D uint8 ndarray turns into here: its raw bytes (``data``)."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
+
+    def __setstate__(self, state: Any) -> None:  # ndarray state: (version, shape, dtype, is_fortran, raw)
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise RefusedNumpy("numpy array state is not (version, shape, dtype, fortran, data)")
+        _, shape, dtype, _, raw = state
+        if not isinstance(dtype, _Uint8Dtype):
+            raise RefusedNumpy("numpy array of a dtype other than uint8")
+        if isinstance(raw, str):
+            raw = raw.encode("latin-1")
+        self.data = _checked_buffer(raw, shape)
+
+
+class _Uint8Dtype:
+    """Stand-in for ``numpy.dtype("u1", align, copy)``: only uint8 without fields or sub-arrays."""
+
+    def __init__(self, code: Any = "u1", *rest: Any) -> None:
+        code = code.decode("ascii", "replace") if isinstance(code, bytes) else str(code)
+        if code.lstrip("|<>=") not in ("u1", "B", "uint8") or len(rest) > 2:
+            raise RefusedNumpy(f"numpy dtype {code!r} is not uint8")
+
+    def __setstate__(self, state: Any) -> None:  # (version, byte order, subarray, names, fields, ...)
+        if not isinstance(state, tuple) or len(state) < 5 or any(x is not None for x in state[2:5]):
+            raise RefusedNumpy("structured numpy dtype")
+
+
+def _checked_buffer(raw: Any, shape: Any) -> bytes:
+    if not isinstance(raw, bytes | bytearray):
+        raise RefusedNumpy("numpy array data is not bytes")
+    if not (isinstance(shape, tuple) and len(shape) in (1, 2) and all(isinstance(d, int) for d in shape)):
+        raise RefusedNumpy(f"numpy array of shape {shape!r}: only 1-D (or one-column) arrays hold an image")
+    if len(shape) == 2 and shape[1] != 1 or shape[0] != len(raw):
+        raise RefusedNumpy(f"numpy array of shape {shape!r} with {len(raw)} bytes of data")
+    return bytes(raw)
+
+
+class _NdarrayMarker:
+    """Stand-in for the ``numpy.ndarray`` class, only accepted as ``_reconstruct``'s first argument."""
+
+    def __init__(self, *args: Any) -> None:
+        raise RefusedNumpy("numpy.ndarray called directly")
+
+
+def _reconstruct(subtype: Any, shape: Any = (0,), code: Any = b"b") -> _UintArray:
+    """Stand-in for ``numpy.core.multiarray._reconstruct(ndarray, (0,), b"b")``; the data come by BUILD."""
+    if not (isinstance(subtype, type) and issubclass(subtype, _NdarrayMarker)):
+        raise RefusedNumpy("numpy _reconstruct of something other than a plain ndarray")
+    return _UintArray()
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any = "C") -> _UintArray:
+    """Stand-in for ``numpy.core.numeric._frombuffer`` (protocol 5): a uint8 buffer with its shape."""
+    if not isinstance(dtype, _Uint8Dtype) or order not in ("C", "F"):
+        raise RefusedNumpy("numpy array of a dtype other than uint8")
+    return _UintArray(_checked_buffer(bytes(buf) if isinstance(buf, memoryview) else buf, shape))
+
+
 _STAND_INS = {
     ("_codecs", "encode"): _latin1_bytes,
     ("builtins", "bytes"): _empty_bytes,
     ("__builtin__", "bytes"): _empty_bytes,
+    ("numpy", "ndarray"): _NdarrayMarker,
+    ("numpy", "dtype"): _Uint8Dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
 }
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Builds only containers, bytes, bools, numbers and strings; every other global is refused."""
+    """Builds only containers, bytes, bools, numbers, strings and plain 1-D uint8 numpy arrays (as
+    their bytes, through stand-ins: nothing from numpy runs); every other global is refused."""
 
     def find_class(self, module: str, name: str) -> Any:
         stand_in = _STAND_INS.get((module, name))
         if stand_in is None:
             raise RefusedGlobal(module, name)
-        return stand_in
+        # A fresh object per lookup: a BUILD aimed at it (setattr) cannot change the module's stand-ins.
+        if isinstance(stand_in, type):
+            return type(stand_in.__name__, (stand_in,), {})
+        return functools.partial(stand_in)
 
     def persistent_load(self, pid: Any) -> Any:
         raise pickle.UnpicklingError("persistent ids are not allowed")
@@ -125,8 +211,16 @@ def read_bin(path: str | os.PathLike[str]) -> tuple[list[bytes], list[bool]]:
         raise DataFormatError(
             path,
             f"refused to load: the pickle asks for {exc.module}.{exc.name}, but an insightface .bin holds only "
-            "a list of image bytes and a list of bools; nothing from the file was executed",
+            "encoded images (bytes, or 1-D uint8 numpy arrays as cv2.imencode gives) and a list of bools; "
+            "nothing from the file was executed",
             "use the published .bin file (or re-save it as a plain (list of bytes, list of bools) tuple)",
+        ) from None
+    except RefusedNumpy as exc:
+        raise DataFormatError(
+            path,
+            f"refused to load: it holds a numpy object that is not an encoded image ({exc}); only 1-D uint8 arrays "
+            "(cv2.imencode buffers) are read, and nothing from the file was executed",
+            "re-save it as (list of encoded image bytes, list of bools)",
         ) from None
     except OSError as exc:
         raise DataFormatError(path, f"cannot be read ({exc.strerror or exc})", "check the file and its permissions") from None
@@ -149,6 +243,8 @@ def _check_structure(path: Path, obj: Any) -> tuple[list[bytes], list[bool]]:
         raise DataFormatError(path, "(bins, issame_list) are not lists", fix)
     out_bins: list[bytes] = []
     for i, b in enumerate(bins):
+        if isinstance(b, _UintArray):
+            b = b.data
         if isinstance(b, bytearray | memoryview):
             b = bytes(b)
         if not isinstance(b, bytes):
@@ -370,7 +466,7 @@ class InsightfaceBin(Dataset):
         return load_insightface_bin(p, self.card.name, skip_bad=skip_bad, progress=progress, expected_pairs=expected, workers=workers)
 
 
-def _card(name: str, summary: str, paper: str, licence: str, pairs: int) -> Card:
+def _card(name: str, summary: str, paper: str, licence: str, pairs: int, folder_form: str = "") -> Card:
     return Card(
         name=name,
         kind="dataset",
@@ -384,6 +480,7 @@ def _card(name: str, summary: str, paper: str, licence: str, pairs: int) -> Card
             f"under the data root, first found wins: {name}.bin, {name}/{name}.bin, <folder>/{name}.bin (e.g. "
             f"faces_emore/{name}.bin). Options: path=FILE, expected_pairs=N (0: no check), workers. Image ids: "
             f"{name}.bin#NNNNN (index in the file)."
+            + (f" Folder form (wins when present): {folder_form}" if folder_form else "")
         ),
     )
 
@@ -399,14 +496,16 @@ CFP_FP_CARD = _card(
     "CFP: research use; obtain the data from its authors", 7000,
 )
 CALFW_CARD = _card(
-    "calfw", "CALFW: cross-age LFW (insightface calfw.bin)",
+    "calfw", "CALFW: cross-age LFW (pairs_CALFW.txt + aligned images/, or insightface calfw.bin)",
     "Zheng et al., Cross-Age LFW: A Database for Studying Cross-Age Face Recognition in Unconstrained Environments, arXiv:1708.08197",
     "research use (LFW-derived); obtain the data from its authors", 6000,
+    "calfw/pairs_CALFW.txt + calfw/aligned images/ (options images, aligned=auto|true|false, detector, no_face).",
 )
 CPLFW_CARD = _card(
-    "cplfw", "CPLFW: cross-pose LFW (insightface cplfw.bin)",
+    "cplfw", "CPLFW: cross-pose LFW (pairs_CPLFW.txt + aligned images/, or insightface cplfw.bin)",
     "Zheng and Deng, Cross-Pose LFW: A Database for Studying Cross-Pose Face Recognition in Unconstrained Environments, BUPT TR 18-01, 2018",
     "research use (LFW-derived); obtain the data from its authors", 6000,
+    "cplfw/pairs_CPLFW.txt + cplfw/aligned images/ (options images, aligned=auto|true|false, detector, no_face).",
 )
 
 
@@ -421,10 +520,14 @@ def cfp_fp(card: Card, root: str | Path | None = None, **options: Any) -> Insigh
 
 
 @register_dataset(CALFW_CARD)
-def calfw(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def calfw(card: Card, root: str | Path | None = None, **options: Any) -> Dataset:
+    from .cross_lfw import FolderOrBin  # the authors' pairs_CALFW.txt form, else calfw.bin
+
+    return FolderOrBin(card, root, **options)
 
 
 @register_dataset(CPLFW_CARD)
-def cplfw(card: Card, root: str | Path | None = None, **options: Any) -> InsightfaceBin:
-    return InsightfaceBin(card, root, **options)
+def cplfw(card: Card, root: str | Path | None = None, **options: Any) -> Dataset:
+    from .cross_lfw import FolderOrBin  # the authors' pairs_CPLFW.txt form, else cplfw.bin
+
+    return FolderOrBin(card, root, **options)

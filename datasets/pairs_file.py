@@ -8,12 +8,19 @@ CSV's folder, or to ``root``).
 The pairs file: one pair per row with columns ``image_a``, ``image_b`` and ``genuine`` (names set by
 ``column_a``, ``column_b``, ``column_label``); an optional fold column (``column_fold``; a column named
 ``fold`` is used automatically). Without a header row the columns are positional: image_a, image_b,
-label[, fold]. The delimiter is sniffed (comma, tab, semicolon, pipe, else whitespace) or set with
-``delimiter``. Blank lines and lines starting with ``#`` are ignored. Labels (case-insensitive):
-genuine = 1/true/yes/y/t/same/genuine/mated/match/positive, impostor = 0/-1/false/no/n/f/different/
-diff/impostor/non-mated/nonmated/non-match/nonmatch/mismatch/negative; replace either list with
-``genuine_values`` / ``impostor_values`` (a list or a comma-separated string). Folds: the fold column's
-distinct values in sorted order become folds 0..F-1; without one, every pair is in fold 0.
+label[, fold]. The delimiter is sniffed from the first line (the one of tab, comma, semicolon and pipe
+that splits it into the most fields, else whitespace) or set with ``delimiter``. Any text encoding
+reads (not UTF-8: read as Latin-1, with a warning). Blank lines and lines starting with ``#`` are
+ignored; a short row is an error naming its line. Labels (case-insensitive; numbers by value, so
+``1.0`` = ``1``): genuine = 1/true/yes/y/t/same/genuine/mated/match/positive, impostor = 0/-1/false/no/n/
+f/different/diff/impostor/non-mated/nonmated/non-match/nonmatch/mismatch/negative; replace either list
+with ``genuine_values`` / ``impostor_values`` (a list or a comma-separated string). Folds: the fold
+column's distinct values in sorted order become folds 0..F-1; without one, every pair is in fold 0.
+
+Checked like every pair list (``fiqa_bench.input_checks``): an image paired with itself, a pair listed
+twice (also as ``image_b, image_a``) and a pair labelled both genuine and impostor are errors naming
+the lines; with ``--skip-bad`` they are counted skips (repeats keep their first line). Unreadable,
+empty or undecodable images: an error naming the file and the CSV line, or counted skips.
 
 ``aligned``: ``auto`` (default: aligned when every image is 112x112, else every image is aligned on the
 fly), ``true`` (images must be aligned 112x112 faces) or ``false`` (align them all; ``detector=yunet``
@@ -23,26 +30,28 @@ or ``mtcnn``; ``no_face=mean_landmarks`` keeps faceless images warped with the s
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
+from fiqa_bench.input_checks import (
+    GENUINE_WORDS,
+    IMPOSTOR_WORDS,
+    BadInputs,
+    check_pair_list,
+    label_set,
+    parse_labels,
+    read_table,
+)
 from fiqa_bench.registry import Card, register_dataset
 from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
 
-from ._common import SKIP_HINT, ImageTable, assemble, check_options, parse_aligned, prepare_faces, read_bytes
+from ._common import ImageTable, assemble, check_options, parse_aligned, prepare_faces, read_bytes
 
-GENUINE = ("1", "true", "yes", "y", "t", "same", "genuine", "mated", "match", "positive")
-IMPOSTOR = ("0", "-1", "false", "no", "n", "f", "different", "diff", "impostor", "non-mated", "nonmated",
-            "non-match", "nonmatch", "mismatch", "negative")
 DEFAULT_FILES = ("pairs.csv", "pairs.tsv")
-DELIMITERS = (",", "\t", ";", "|")
 OPTIONS = (
     "argument", "pairs_file", "images", "column_a", "column_b", "column_label", "column_fold", "delimiter",
     "genuine_values", "impostor_values", "aligned", "detector", "no_face", "workers", "cache_dir",
@@ -65,37 +74,6 @@ PAIRS_CARD = Card(
         "detector=yunet|mtcnn, no_face=mean_landmarks|drop, workers."
     ),
 )
-
-
-def _values(option: Any, default: Sequence[str]) -> set[str]:
-    if option is None:
-        return {v.lower() for v in default}
-    items = option.split(",") if isinstance(option, str) else list(option)
-    return {str(v).strip().lower() for v in items if str(v).strip()}
-
-
-def _split(text: str, delimiter: str | None, path: Path) -> tuple[list[tuple[int, list[str]]], str]:
-    """Rows (line number, fields) of the non-blank, non-comment lines, and the delimiter used."""
-    lines = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise DataFormatError(path, "holds no pairs", "add rows 'image_a,image_b,genuine'")
-
-    def parse(delim: str) -> list[tuple[int, list[str]]]:
-        if delim == "whitespace":
-            return [(n, ln.split()) for n, ln in lines]
-        return [(n, [f.strip() for f in next(csv.reader(io.StringIO(ln), delimiter=delim))]) for n, ln in lines]
-
-    if delimiter:
-        delim = {"tab": "\t", "\\t": "\t", "space": "whitespace", " ": "whitespace"}.get(delimiter, delimiter)
-        return parse(delim), delim
-    if path.suffix.lower() == ".tsv":
-        return parse("\t"), "\t"
-    sample = lines[:20]
-    for delim in DELIMITERS:
-        counts = {len(next(csv.reader(io.StringIO(ln), delimiter=delim))) for _, ln in sample}
-        if len(counts) == 1 and min(counts) >= 3:
-            return parse(delim), delim
-    return parse("whitespace"), "whitespace"
 
 
 class PairsFile(Dataset):
@@ -130,70 +108,61 @@ class PairsFile(Dataset):
         return DatasetStatus(True, f"pairs file {self.csv}, images in {self.images}", len(rows))
 
     def _rows(self, skip_bad: bool) -> tuple[list[tuple[int, str, str, bool, str | None]], list[Skipped]]:
-        """(line, image_a, image_b, genuine, fold value) per usable row, and the skipped rows."""
+        """(line, image_a, image_b, genuine, fold value) per usable row, and the skipped rows. Read by the
+        shared table reader (line-accurate errors, any text encoding) and checked by the shared pair-list
+        validator (self pairs, repeats, (b, a), conflicting labels; see fiqa_bench.input_checks)."""
         path = self.csv
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataFormatError(path, f"cannot be read as text ({exc})", "save it as UTF-8 CSV/TSV") from None
-        rows, delim = _split(text, self.options.get("delimiter"), path)
         o = self.options
         col_a, col_b = str(o.get("column_a", "image_a")), str(o.get("column_b", "image_b"))
         col_l, col_f = str(o.get("column_label", "genuine")), o.get("column_fold")
-        head_line, head = rows[0]
-        lowered = [h.lower() for h in head]
-        if col_a.lower() in lowered and col_b.lower() in lowered:
-            if col_l.lower() not in lowered:
-                raise DataFormatError(
-                    path, f"has no label column {col_l!r} (columns: {', '.join(head)})", "name it with column_label=COLUMN", head_line
-                )
-            ia, ib, il = lowered.index(col_a.lower()), lowered.index(col_b.lower()), lowered.index(col_l.lower())
-            fold_name = str(col_f if col_f else "fold").lower()
-            if col_f and fold_name not in lowered:
-                raise DataFormatError(path, f"has no fold column {col_f!r} (columns: {', '.join(head)})", "fix column_fold", head_line)
-            i_f = lowered.index(fold_name) if fold_name in lowered else None
-            body = rows[1:]
-        else:
-            if any(k in o for k in ("column_a", "column_b")):
-                raise DataFormatError(
-                    path, f"first row {head!r} does not name the columns {col_a!r} and {col_b!r}", "fix the header or the column options", head_line
-                )
-            ia, ib, il = 0, 1, 2
-            i_f = 3 if len(head) > 3 else None
-            body = rows
-        genuine_set = _values(o.get("genuine_values"), GENUINE)
-        impostor_set = _values(o.get("impostor_values"), IMPOSTOR)
+        fold_name = str(col_f if col_f else "fold").lower()
+        named = any(k in o for k in ("column_a", "column_b"))
+
+        def positional(head: list[str]) -> list[str] | None:
+            if named or len(head) < 3 or {col_a.lower(), col_b.lower()} <= {h.lower() for h in head}:
+                return None  # a header naming the images but not the label: reported as missing columns
+            return [col_a.lower(), col_b.lower(), col_l.lower(), fold_name][: len(head)]
+
+        delimiter = o.get("delimiter")
+        if delimiter:
+            delimiter = {"tab": "\t", "\\t": "\t", "space": "whitespace", " ": "whitespace"}.get(delimiter, delimiter)
+        table = read_table(
+            path, required=(col_a, col_b, col_l), optional=(fold_name,), positional=positional, delimiter=delimiter,
+            comments=True, fix=f"name the columns {col_a}, {col_b}, {col_l} in the first line (or set column_a, column_b, column_label)",
+        )
+        if col_f and fold_name not in table.columns:
+            raise DataFormatError(path, f"has no fold column {col_f!r} (columns: {', '.join(table.columns)})", "fix column_fold", 1)
+        if not len(table):
+            raise DataFormatError(path, "has a header but no pairs", f"add one row per pair: {col_a}, {col_b}, {col_l}")
+        genuine_set = label_set(o.get("genuine_values"), GENUINE_WORDS)
+        impostor_set = label_set(o.get("impostor_values"), IMPOSTOR_WORDS)
         if genuine_set & impostor_set:
             raise FiqaError(f"pairs: values {sorted(genuine_set & impostor_set)} are both genuine and impostor labels.")
-        need = max(ia, ib, il, i_f if i_f is not None else 0) + 1
-        out: list[tuple[int, str, str, bool, str | None]] = []
-        skipped: list[Skipped] = []
-        shown = "tab" if delim == "\t" else delim
-        for lineno, fields in body:
-            problem = None
-            if len(fields) < need:
-                problem = f"has {len(fields)} field(s), needs {need} (delimiter: {shown!r})"
+        a, b = table.columns[col_a.lower()], table.columns[col_b.lower()]
+        labels = table.columns[col_l.lower()]
+        folds = table.columns.get(fold_name)
+        genuine, unknown = parse_labels(labels, genuine_set, impostor_set)
+        policy = BadInputs(skip_bad)
+        hint = "fix the row, set genuine_values/impostor_values or column names"
+        keep = np.ones(len(table), bool)
+        for i in np.flatnonzero(unknown | (a == "") | (b == "")):
+            if unknown[i]:
+                why = (
+                    f"label {labels[i]!r} is neither genuine ({', '.join(sorted(genuine_set))}) nor impostor "
+                    f"({', '.join(sorted(impostor_set))})"
+                )
             else:
-                label = fields[il].strip().lower()
-                if label in genuine_set:
-                    g = True
-                elif label in impostor_set:
-                    g = False
-                else:
-                    problem = (
-                        f"label {fields[il]!r} is neither genuine ({', '.join(sorted(genuine_set))}) nor impostor "
-                        f"({', '.join(sorted(impostor_set))})"
-                    )
-                if problem is None and (not fields[ia] or not fields[ib]):
-                    problem = "has an empty image name"
-            if problem is not None:
-                hint = "fix the row, set genuine_values/impostor_values or column names, or " + SKIP_HINT
-                if head_line == lineno or not skip_bad:
-                    raise DataFormatError(path, problem, hint, lineno)
-                skipped.append(Skipped("pair", f"{path}:{lineno}", problem))
-                continue
-            out.append((lineno, fields[ia], fields[ib], g, fields[i_f] if i_f is not None else None))
-        return out, skipped
+                why = "has an empty image name"
+            policy.bad("pair", path, why, hint, int(table.lines[i]))
+            keep[i] = False
+        rows = np.flatnonzero(keep)
+        ok = check_pair_list(a[rows], b[rows], genuine[rows], table.lines[rows], path, policy)
+        rows = rows[ok]
+        out = [
+            (int(table.lines[i]), str(a[i]), str(b[i]), bool(genuine[i]), str(folds[i]) if folds is not None else None)
+            for i in rows
+        ]
+        return out, policy.skipped
 
     def load(self, *, skip_bad: bool = False, progress: bool = True) -> LoadedDataset:
         if not self.csv.is_file():
@@ -202,6 +171,7 @@ class PairsFile(Dataset):
             raise MissingDataError("pairs", self.images, "Point images=DIR at the folder holding the images.")
         aligned = parse_aligned(self.options.get("aligned", "auto"), "pairs")
         rows, skipped = self._rows(skip_bad)
+        policy = BadInputs(skip_bad, skipped)
         folds = _fold_index(self.csv, rows)
         table = ImageTable()
         index: dict[str, int] = {}
@@ -217,9 +187,7 @@ class PairsFile(Dataset):
                     blob = read_bytes(full)
                     if blob is None:
                         why = f"image {full} does not exist or cannot be read"
-                        if not skip_bad:
-                            raise DataFormatError(self.csv, why, f"fix the path (images are looked up in {self.images}) or {SKIP_HINT}", lineno)
-                        skipped.append(Skipped("pair", f"{self.csv}:{lineno}", why))
+                        policy.bad("pair", self.csv, why, f"fix the path (images are looked up in {self.images})", lineno)
                         break
                     j = index[key] = table.add(key, blob, str(full))
                 refs.append(j)

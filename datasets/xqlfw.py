@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
+from fiqa_bench.input_checks import read_text
 from fiqa_bench.registry import Card, register_dataset
 from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
 
@@ -101,10 +102,7 @@ def parse_pairs(path: Path, skip_bad: bool = False) -> tuple[list[Row], str, lis
     skipped (skip_bad only; folds keep every line's file position). Errors name file:line.
 
     The first line is a header unless it is a pair line; a ``FOLDS N`` header sets the folds."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(path, f"cannot be read ({exc})", "restore the pairs file") from None
+    lines = read_text(path).splitlines()  # any encoding: not UTF-8 is read as Latin-1, with a warning
     numbered = [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
     if not numbered:
         raise DataFormatError(path, "is empty", "use the published xqlfw_pairs.txt")

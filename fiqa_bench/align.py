@@ -8,7 +8,8 @@ used by datasets that align on the fly) and :func:`align_folder`.
 
 Images with no face: by default they are still aligned, with the mean landmarks of the images where a
 face was found (insightface's tools fall back to a centred crop for the same reason), and listed in the
-log; ``--no-face skip`` leaves them out. Either way they are counted.
+log; ``--no-face skip`` leaves them out. Either way they are counted. An empty or undecodable image
+stops the run with one error naming it, or with ``--skip-bad`` is counted and listed in the log.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import FiqaError
+from .errors import DataFormatError, FiqaError
 from .faces import (
     ARCFACE_TEMPLATE,
     Detection,
@@ -36,6 +37,7 @@ from .faces import (
     read_rgb,
     warp_to_template,
 )
+from .input_checks import read_image_file, sniff_image_file
 
 DETECTORS = ("yunet", "mtcnn")
 # Part of every cache key of on-the-fly crops: bump when detection or warping changes.
@@ -231,8 +233,13 @@ def align_folder(
     size: int = 112,
     jpeg_quality: int = 95,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> FolderSummary:
-    """Align every image under ``src`` into ``dst`` (same relative paths and formats)."""
+    """Align every image under ``src`` into ``dst`` (same relative paths and formats).
+
+    An empty, unreadable or undecodable image stops the run with one error naming it (empty and
+    non-image files are found before any work, from their first bytes), unless ``skip_bad``: then it is
+    counted and listed in the log. Raises FiqaError / DataFormatError."""
     src_p, dst_p = Path(src).expanduser(), Path(dst).expanduser()
     if not src_p.is_dir():
         raise FiqaError(f"{src_p}: source folder does not exist. Pass the folder holding the face images.")
@@ -245,6 +252,12 @@ def align_folder(
     if not paths:
         raise FiqaError(f"{src_p}: no images found ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     log_p = Path(log_path) if log_path else dst_p / "align_log.csv"
+    fix = "replace or remove the file, or pass --skip-bad (skip_bad=True) to leave it out (counted and logged)"
+    if not skip_bad:
+        for p in paths:
+            why = sniff_image_file(p)
+            if why:
+                raise DataFormatError(p, why, fix)
     n = len(paths)
     status = np.zeros(n, np.int8)
     relative = np.full((n, 5, 2), np.nan, np.float32)
@@ -269,6 +282,9 @@ def align_folder(
         write_rgb(out_path(i), warp_to_template(rgb, best.landmarks, size), jpeg_quality)
 
     _run(work, n, workers, progress, f"align ({det.name})")
+    if not skip_bad and (status == UNDECODABLE).any():
+        first = paths[int(np.flatnonzero(status == UNDECODABLE)[0])]
+        raise DataFormatError(first, read_image_file(first)[1], fix)
     ok = status == OK
     mean_rel = relative[ok].mean(axis=0) if ok.any() else None
     rows = []
@@ -318,6 +334,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", help="CSV log of images with no face or undecodable (default: DST/align_log.csv)")
     parser.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs (default: 95)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--skip-bad", action="store_true",
+        help="leave out empty or undecodable images (counted and logged) instead of stopping at the first",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -330,6 +350,7 @@ def main(args: argparse.Namespace) -> int:
         log_path=args.log,
         jpeg_quality=args.jpeg_quality,
         progress=not args.quiet,
+        skip_bad=args.skip_bad,
     )
     print(f"fiqa-bench align ({args.detector}): {summary.text()}")
     return 0

@@ -139,19 +139,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
+    from .cache import Terminated, terminate_as_interrupt
+
     try:
-        if args.func is not None:
-            return int(args.func(args) or 0)
-        name, module, main_fn = args.external
-        if getattr(args, "unavailable", None):
-            raise FiqaError(f"fiqa-bench {name} is unavailable: {args.unavailable}")
-        return int(getattr(importlib.import_module(module), main_fn)(args) or 0)
+        with terminate_as_interrupt():  # SIGTERM flushes finished work like Ctrl-C does
+            if args.func is not None:
+                return int(args.func(args) or 0)
+            name, module, main_fn = args.external
+            if getattr(args, "unavailable", None):
+                raise FiqaError(f"fiqa-bench {name} is unavailable: {args.unavailable}")
+            return int(getattr(importlib.import_module(module), main_fn)(args) or 0)
     except FiqaError as exc:
         print(f"fiqa-bench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fiqa-bench: interrupted; finished work is cached and a rerun resumes from it.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"fiqa-bench: {what}; finished work is cached and a rerun resumes from it.", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

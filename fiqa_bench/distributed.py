@@ -92,7 +92,7 @@ class _DeferredSlot(CacheSlot):
 class _DeferredCache(Cache):
     def slot(self, *args: Any, **kwargs: Any) -> CacheSlot:
         s = super().slot(*args, **kwargs)
-        return _DeferredSlot(s.dir, s.description)
+        return _DeferredSlot(s.dir, s.description, s.row_shape)
 
 
 def _missing_positions(

@@ -6,6 +6,7 @@ The CLI prints ``FiqaError`` messages without a traceback; anything else is a bu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class FiqaError(Exception):
@@ -59,3 +60,31 @@ class CheckpointError(FiqaError, ValueError):
 class MissingDependencyError(FiqaError, ImportError):
     def __init__(self, what: str, package: str, install: str) -> None:
         super().__init__(f"{what} needs the Python package {package!r}, which is not installed. Install it: {install}")
+
+
+class BrokenDependencyError(FiqaError, ImportError):
+    """A package that is installed but fails to import (typically a dependency of a --no-deps wheel)."""
+
+    def __init__(self, what: str, package: str, exc: BaseException) -> None:
+        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        fix = f"install its missing dependency: pip install {missing}" if missing else f"reinstall it: pip install --force-reinstall {package}"
+        super().__init__(f"{what}: the Python package {package!r} is installed but fails to import ({first}). Fix: {fix}")
+
+
+def import_optional(module: str, what: str, package: str, install: str) -> Any:
+    """Import ``module`` for ``what``; one-line errors that tell "not installed" (MissingDependencyError)
+    from "installed but broken" (BrokenDependencyError, e.g. a --no-deps wheel whose own imports fail)."""
+    import importlib
+    import importlib.util
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        try:
+            installed = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            installed = False
+        if installed:
+            raise BrokenDependencyError(what, package, exc) from None
+        raise MissingDependencyError(what, package, install) from None

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError
+from .errors import import_optional
 from .faces import Detection
 
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0 (ships the MTCNN weights)"
@@ -25,10 +25,7 @@ class MTCNNDetector:
     name = "mtcnn"
 
     def __init__(self, device: str = "cpu", min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
-        try:
-            from facenet_pytorch import MTCNN
-        except ImportError as exc:
-            raise MissingDependencyError("MTCNN face detector", "facenet-pytorch", INSTALL_HINT) from exc
+        MTCNN = import_optional("facenet_pytorch", "MTCNN face detector", "facenet-pytorch", INSTALL_HINT).MTCNN
         self._net: Any = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, thresholds=list(thresholds))
         self._lock = threading.Lock()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import platform
 import sys
 import time
@@ -26,10 +25,11 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .api import check_method_supports, get_dataset, get_fr_model, get_method
-from .cache import Cache
+from .cache import Cache, atomic_save_npz, atomic_write_text, ensure_writable_dir, writing
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
 from .naming import pairs_file_name
+from .preflight import check_counts, preflight
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
 from .types import FRModel, LoadedDataset, QualityMethod, Templates
@@ -87,6 +87,10 @@ class RunConfig:
             DATASETS.get(name)
         if not model_names:
             raise FiqaError("--models: no FR model left to run. Name one, e.g. --models sface.")
+        batch_size, workers, bootstrap, seed = check_counts(
+            batch_size=kw.get("batch_size") if kw.get("batch_size") is not None else 64,
+            workers=kw.get("workers") or 0, bootstrap=kw.get("bootstrap") or 0, seed=kw.get("seed") or 0,
+        )  # fmt: skip
         return cls(
             methods=[parse_method_spec(m, options) for m in method_names],
             models=model_names,
@@ -94,8 +98,8 @@ class RunConfig:
             fmrs=parse_fmrs(kw.get("fmr")),
             out=Path(kw.get("out") or DEFAULT_OUT).expanduser(),
             device=kw.get("device") or "auto",
-            batch_size=int(kw.get("batch_size") or 64),
-            workers=int(kw.get("workers") or 0),
+            batch_size=batch_size,
+            workers=workers,
             data_root=Path(kw["data_root"]).expanduser() if kw.get("data_root") else None,
             weights_dir=Path(weights_dir).expanduser() if weights_dir else None,
             weights=weights,
@@ -104,8 +108,8 @@ class RunConfig:
             skip_bad=bool(kw.get("skip_bad")),
             report=kw.get("report", True),
             progress=kw.get("progress", True),
-            seed=int(kw.get("seed") or 0),
-            bootstrap=int(kw.get("bootstrap") or 0),
+            seed=seed,
+            bootstrap=bootstrap,
             not_available=not_available,
             methods_from_all=frozenset(from_all - set(split_list(kw.get("methods")))),
         )
@@ -156,6 +160,8 @@ class Producer:
     hits: int = 0
     computed: int = 0
     error: str | None = None  # the producer cannot work on this dataset (e.g. needs source landmarks)
+    row_shape: tuple[int, ...] | None = None  # shape of one value; cached chunks of another shape are damaged
+    quarantined: int = 0  # damaged cache files moved aside (their rows recomputed)
 
 
 def _decode(faces: Any, indices: np.ndarray, pool: ThreadPoolExecutor | None) -> np.ndarray:
@@ -182,17 +188,18 @@ def fill_producers(
     ids = [faces.ids[i] for i in subset]
     slots, missing_masks = [], []
     for p in producers:
-        slot = cache.slot(data.name, data.fingerprint, p.kind, p.label, p.fingerprint)
-        values, missing = slot.load(ids)
+        slot = cache.slot(data.name, data.fingerprint, p.kind, p.label, p.fingerprint, row_shape=p.row_shape)
+        values, missing = slot.load(ids)  # every chunk verified; damaged ones quarantined, rows recomputed
         p.values = values
         p.hits = int((~missing).sum())
+        p.quarantined = slot.stats["quarantined"]
         slots.append(slot)
         missing_masks.append(missing)
     any_missing = np.logical_or.reduce(missing_masks) if producers else np.zeros(len(ids), bool)
     todo = np.flatnonzero(any_missing)
     if len(todo):
         labels = ", ".join(p.label for p, m in zip(producers, missing_masks, strict=True) if m.any())
-        writers = [s.writer(tag=writer_tag) for s in slots]
+        writers = [s.writer(tag=writer_tag) for s in slots]  # one chunk per batch: a SIGKILL loses one batch
         pool = ThreadPoolExecutor(workers) if workers > 0 else None
         try:
             bar = tqdm(total=len(todo), desc=f"{data.name}: {labels}", unit="img", disable=not progress)
@@ -226,9 +233,10 @@ def fill_producers(
                 w.flush()
             if pool is not None:
                 pool.shutdown()
-        for slot, mask in zip(slots, missing_masks, strict=True):
+        for p, slot, mask in zip(producers, slots, missing_masks, strict=True):
             if mask.any():
                 slot.consolidate()
+                p.quarantined = slot.stats["quarantined"]
 
 
 def template_embeddings(emb: np.ndarray, templates: Templates) -> np.ndarray:
@@ -260,7 +268,11 @@ def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]
     process of a sharded run must build them here."""
     producers: dict[str, Producer] = {}
     for name, model in models.items():
-        producers[f"emb:{name}"] = Producer(name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im))
+        width = getattr(model, "embedding_size", None) or model.card.embedding_size
+        producers[f"emb:{name}"] = Producer(
+            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im),
+            row_shape=(int(width),) if isinstance(width, int) else None,
+        )
     for bm in methods:
         card = bm.method.card
         if card.pair_level or card.needs_fr_model == "embeddings":
@@ -297,6 +309,7 @@ def _build_models(config: RunConfig, names: set[str]) -> dict[str, FRModel]:
 
 def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[dict[str, str]]) -> list[BoundMethod]:
     bound: list[BoundMethod] = []
+    unusable: list[str] = []  # named methods that fit none of the run's FR models: all listed, then stop
     for spec in config.methods:
         card = METHODS.card(spec.name)
         targets: list[str | None]
@@ -333,13 +346,16 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
             log.warning("not evaluated: %s: %s", spec.label, why)
             continue
         if not built:
-            raise UnsupportedCombinationError(
-                f"{spec.label}: no usable FR model among --models {','.join(config.models)}: {errors[0]} "
-                f"Bind one explicitly, e.g. --methods {spec.name}@<fr_model>."
-            )
+            unusable.append(f"{spec.label}: {errors[0]} Bind one explicitly, e.g. --methods {spec.name}@<fr_model>.")
+            continue
         for e in errors:
             skipped.append({"kind": "combination", "name": spec.label, "why": e})
             log.warning("not evaluated: %s", e)
+    if unusable:
+        raise UnsupportedCombinationError(
+            f"no usable FR model among --models {','.join(config.models)} for {len(unusable)} method(s) you named "
+            "(nothing was computed): " + " | ".join(unusable)
+        )
     return bound
 
 
@@ -370,10 +386,19 @@ def run_pipeline(config: RunConfig) -> Any:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     cache = Cache(config.cache_dir)
+    # A read-only, missing or mistaken --out / --cache-dir fails now, in one line, not after the work.
+    ensure_writable_dir(config.out, "--out", keep=False)
+    ensure_writable_dir(cache.root, "--cache-dir")
     not_evaluated: list[dict[str, str]] = list(config.not_available)
     for item in config.not_available:
         _echo(f"not run ({item['kind']} {item['name']}): {item['why']}", config.progress)
 
+    # Everything missing (weights, packages, datasets, --weights typos) in one message before any work.
+    preflight(
+        models=config.models, methods=config.methods, datasets=config.datasets, weights=config.weights,
+        weights_dir=config.weights_dir, data_root=config.data_root,
+        dataset_options={d: config.options_for(DATASETS, d) for d in config.datasets},
+    )  # fmt: skip
     # Build every model and method before touching data: missing weights fail fast, in one line.
     model_names = set(config.models)
     model_names |= {s.bound_fr_model for s in config.methods if s.bound_fr_model}
@@ -382,12 +407,12 @@ def run_pipeline(config: RunConfig) -> Any:
     device = resolve_device(config.device)
     timings["build"] = time.perf_counter() - t0
 
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "pairs").mkdir(exist_ok=True)
+    with writing(config.out / "pairs", None, "--out"):
+        (config.out / "pairs").mkdir(parents=True, exist_ok=True)
     all_rows: list[dict[str, Any]] = []
     all_curves: list[pd.DataFrame] = []
     datasets_info: dict[str, Any] = {}
-    cache_stats = {"hits": 0, "computed": 0}
+    cache_stats = {"hits": 0, "computed": 0, "quarantined": 0}
 
     for ds_name in config.datasets:
         t_ds = time.perf_counter()
@@ -412,6 +437,7 @@ def run_pipeline(config: RunConfig) -> Any:
         for p in producers.values():
             cache_stats["hits"] += p.hits
             cache_stats["computed"] += p.computed
+            cache_stats["quarantined"] += p.quarantined
             if p.error is not None:
                 not_evaluated.append({"kind": "method", "name": p.label, "dataset": ds_name, "why": p.error})
                 _echo(f"not evaluated on {ds_name}: {p.label}: {p.error}", config.progress)
@@ -459,8 +485,10 @@ def run_pipeline(config: RunConfig) -> Any:
                 r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))
             all_rows.extend(rows)
             all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name).to_frame())
-            np.savez_compressed(
+            atomic_save_npz(
                 config.out / "pairs" / pairs_file_name(ds_name, model_name),
+                option="--out",
+                compressed=True,
                 dataset=np.array(ds_name),
                 fr_model=np.array(model_name),
                 similarity=sim,
@@ -488,8 +516,9 @@ def run_pipeline(config: RunConfig) -> Any:
     if len(results):
         results = results[columns + [c for c in results.columns if c not in columns]]
     curves_df = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
-    results.to_csv(config.out / "results.csv", index=False)
-    curves_df.to_csv(config.out / "curves.csv", index=False)
+    # Results first (atomically, temporary files removed on failure), so a report that fails loses none.
+    atomic_write_text(config.out / "results.csv", results.to_csv(index=False), option="--out")
+    atomic_write_text(config.out / "curves.csv", curves_df.to_csv(index=False), option="--out")
     timings["total"] = time.perf_counter() - t0
     provenance = {
         "fiqa_bench_version": __version__,
@@ -514,7 +543,7 @@ def run_pipeline(config: RunConfig) -> Any:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "cache": {**cache_stats, "dir": str(cache.root)},
     }
-    _atomic_write_text(config.out / "run.json", json.dumps(provenance, indent=1, sort_keys=True, default=str))
+    atomic_write_text(config.out / "run.json", json.dumps(provenance, indent=1, sort_keys=True, default=str), option="--out")
     _echo(
         f"cache: {cache_stats['hits']} values reused, {cache_stats['computed']} computed; "
         f"results in {config.out} ({timings['total']:.1f} s)",
@@ -523,14 +552,9 @@ def run_pipeline(config: RunConfig) -> Any:
     if config.report:
         from .reports import write_report
 
-        write_report(config.out)
+        with writing(config.out, None, "--out"):  # results are on disk already; the error says where
+            write_report(config.out)
     return results
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _version(module: str) -> str | None:

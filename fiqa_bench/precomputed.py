@@ -1,17 +1,22 @@
 """``fiqa-bench evaluate``: ERC/EDC tables from precomputed comparison and quality files.
 
-Comparisons file (CSV, or TSV when the name ends in .tsv/.tab or the header has tabs), one header
-line, then one pair per line::
+Comparisons file (delimiter sniffed from the header line: tab, comma, semicolon, pipe, else
+whitespace; any encoding - not UTF-8 is read as Latin-1 with a warning), one header line, then one
+pair per line::
 
     image_a,image_b,similarity,genuine[,fold]
     Aaron/1.jpg,Aaron/2.jpg,0.71,1
 
-``similarity``: higher = more alike (e.g. cosine). ``genuine``: 1/0, true/false or yes/no. ``fold``:
-optional label; bootstrap resampling stays within folds.
+``similarity``: higher = more alike (e.g. cosine). ``genuine``: 1/0/-1 (also 1.0, -1.0), true/false,
+yes/no, genuine/impostor, same/different. ``fold``: optional label; bootstrap resampling stays within
+folds. A pair listed twice (also as b, a), labelled both ways, or an image compared with itself is an
+error naming the lines (each would change every AUC silently).
 
-Quality files, one per method, header ``image,quality``; higher quality = better unless marked
-``lower`` ("NAME:PATH:lower", "PATH:lower", or ``lower_is_better=``). The method name is NAME or the
-file's stem. Pair quality = the lower of the two images' qualities.
+Quality files, one per method: header ``image,quality``, or headerless ``path score`` lines as
+CR-FIQA's and SER-FIQ's scripts write them, or MagFace's ``path f1 ... fN`` feature lines (quality =
+feature magnitude); higher quality = better unless marked ``lower`` ("NAME:PATH:lower", "PATH:lower",
+or ``lower_is_better=``). The method name is NAME or the file's stem. Pair quality = the lower of the
+two images' qualities.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import argparse
 import hashlib
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -30,6 +34,15 @@ from typing import Any
 import numpy as np
 
 from .errors import DataFormatError, FiqaError, MissingDataError
+from .input_checks import (
+    GENUINE_WORDS,
+    IMPOSTOR_WORDS,
+    BadInputs,
+    Table,
+    check_pair_list,
+    parse_labels,
+    read_table,
+)
 from .naming import pairs_file_name
 from .specs import parse_fmrs
 
@@ -38,8 +51,6 @@ log = logging.getLogger(__name__)
 PathLike = str | Path
 COMPARISON_COLUMNS = ("image_a", "image_b", "similarity", "genuine")
 QUALITY_COLUMNS = ("image", "quality")
-TRUE_WORDS = frozenset({"1", "true", "yes"})
-FALSE_WORDS = frozenset({"0", "false", "no"})
 DATASET = "precomputed"
 FR_MODEL = "precomputed"
 
@@ -60,114 +71,108 @@ def parse_quality_spec(spec: PathLike) -> tuple[str, Path, bool]:
     return path.stem, path, lower
 
 
-def _sep_for(path: Path) -> str:
-    if path.suffix.lower() in (".tsv", ".tab"):
-        return "\t"
-    if path.suffix.lower() == ".csv":
-        return ","
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        first = fh.readline()
-    return "\t" if "\t" in first else ","
-
-
-def _read_table(path: Path, what: str, required: Sequence[str], optional: Sequence[str] = ()) -> tuple[Any, np.ndarray]:
-    """All columns as stripped strings, plus each row's 1-based line number in the file."""
-    import pandas as pd
-
+def _read_table(path: Path, what: str, required: Sequence[str], optional: Sequence[str] = (), positional: Any = None) -> Table:
+    """The shared table reader (``fiqa_bench.input_checks.read_table``: any encoding, delimiter sniffed
+    from the first line - tab, comma, semicolon, pipe or whitespace - and line-accurate errors)."""
     if not path.is_file():
         raise MissingDataError(what, path, "Check the path.")
-    try:
-        df = pd.read_csv(
-            path, sep=_sep_for(path), dtype=str, keep_default_na=False, na_filter=False, skip_blank_lines=False,
-            encoding="utf-8",
-        )
-    except pd.errors.EmptyDataError:
-        raise DataFormatError(path, "is empty", f"write a header line ({','.join(required)}) and one row per line") from None
-    except pd.errors.ParserError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise DataFormatError(
-            path, f"cannot be parsed ({str(exc).strip().splitlines()[-1]})", "give every line the same number of fields as the header",
-            int(m.group(1)) if m else None,
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"is not UTF-8 text ({exc.reason})", "save it as UTF-8 CSV/TSV") from None
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise DataFormatError(
-            path, f"missing column(s) {', '.join(missing)} (header has: {', '.join(df.columns)})",
-            f"the header line must name {', '.join(required)}" + (f" (optional: {', '.join(optional)})" if optional else ""),
-            1,
-        )
-    keep = [c for c in (*required, *optional) if c in df.columns]
-    df = df[keep].apply(lambda s: s.str.strip())
-    lines = np.arange(len(df)) + 2  # header is line 1; blank lines are kept as rows, so this is exact
-    blank = (df == "").all(axis=1).to_numpy()
-    if blank.any():
-        df, lines = df[~blank].reset_index(drop=True), lines[~blank]
-    if not len(df):
+    table = read_table(path, required=required, optional=optional, positional=positional, fix=(
+        f"the header line must name {', '.join(required)}" + (f" (optional: {', '.join(optional)})" if optional else "")
+        + ("; or write headerless 'path score' lines (as CR-FIQA's and SER-FIQ's scripts do) or MagFace "
+           "feature lines 'path f1 ... fN'" if positional is not None else "")
+    ))
+    if not len(table):
         raise DataFormatError(path, "has a header but no rows", "add one row per line")
-    return df, lines
+    return table
 
 
-def _numbers(df: Any, col: str, path: Path, lines: np.ndarray) -> np.ndarray:
+def _numbers(values: np.ndarray, col: str, path: Path, lines: np.ndarray) -> np.ndarray:
     import pandas as pd
 
-    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
+    out = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataFormatError(path, f"{col} {df[col].iloc[i]!r} is not a finite number", f"write a number in column {col}", int(lines[i]))
-    return values
+        raise DataFormatError(path, f"{col} {values[i]!r} is not a finite number", f"write a number in column {col}", int(lines[i]))
+    return out
 
 
-def _no_empty(df: Any, cols: Sequence[str], path: Path, lines: np.ndarray) -> None:
+def _no_empty(table: Table, cols: Sequence[str]) -> None:
     for c in cols:
-        empty = (df[c] == "").to_numpy()
+        empty = table.columns[c] == ""
         if empty.any():
             i = int(np.argmax(empty))
-            raise DataFormatError(path, f"empty {c}", f"give every row an {c}", int(lines[i]))
+            raise DataFormatError(table.path, f"empty {c}", f"give every row an {c}", int(table.lines[i]))
 
 
 def read_comparisons(path: PathLike) -> dict[str, Any]:
+    """Comparisons file -> {"a", "b" (image names), "similarity" (float64), "genuine" (bool), "fold"
+    (int64 or None), "lines" (1-based file lines)}. Labels: the pairs-file words and numbers (1, 1.0,
+    true, yes, genuine, ... / 0, -1, false, no, impostor, ...). The pair list is checked like every pair
+    list (``fiqa_bench.input_checks.check_pair_list``): an image paired with itself, a pair listed twice
+    (also as b, a) or labelled both genuine and impostor is an error naming the lines. Raises
+    DataFormatError / MissingDataError."""
     path = Path(path)
-    df, lines = _read_table(path, "comparisons file", COMPARISON_COLUMNS, ("fold",))
-    _no_empty(df, ("image_a", "image_b"), path, lines)
-    sim = _numbers(df, "similarity", path, lines)
-    words = df["genuine"].str.lower()
-    is_true, is_false = words.isin(TRUE_WORDS).to_numpy(), words.isin(FALSE_WORDS).to_numpy()
-    bad = ~(is_true | is_false)
+    table = _read_table(path, "comparisons file", COMPARISON_COLUMNS, ("fold",))
+    _no_empty(table, ("image_a", "image_b"))
+    lines = table.lines
+    sim = _numbers(table.columns["similarity"], "similarity", path, lines)
+    labels = table.columns["genuine"]
+    genuine, bad = parse_labels(labels, set(GENUINE_WORDS), set(IMPOSTOR_WORDS))
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataFormatError(path, f"genuine {df['genuine'].iloc[i]!r} is not a label", "write 1/0, true/false or yes/no", int(lines[i]))
+        raise DataFormatError(path, f"genuine {labels[i]!r} is not a label", "write 1/0 (or -1), true/false, yes/no or genuine/impostor", int(lines[i]))
+    a, b = table.columns["image_a"], table.columns["image_b"]
+    check_pair_list(a, b, genuine, lines, path, BadInputs(skip_bad=False, hint=""))
     folds = None
-    if "fold" in df.columns:
-        _no_empty(df, ("fold",), path, lines)
-        folds = np.unique(df["fold"].to_numpy(), return_inverse=True)[1].reshape(-1).astype(np.int64)
-    return {
-        "a": df["image_a"].to_numpy(),
-        "b": df["image_b"].to_numpy(),
-        "similarity": sim,
-        "genuine": is_true,
-        "fold": folds,
-        "lines": lines,
-    }
+    if "fold" in table.columns:
+        _no_empty(table, ("fold",))
+        folds = np.unique(table.columns["fold"].astype(str), return_inverse=True)[1].reshape(-1).astype(np.int64)
+    return {"a": a, "b": b, "similarity": sim, "genuine": genuine, "fold": folds, "lines": lines}
+
+
+def _headerless_quality(head: list[str]) -> list[str] | None:
+    """Column names of a headerless quality file from its first line: 'path score' (CR-FIQA's
+    getQualityScore.py, SER-FIQ scripts) or 'path f1 ... fN' (MagFace's gen_feat.py feature list)."""
+    if len(head) < 2:
+        return None
+    try:
+        [float(x) for x in head[1:]]
+    except ValueError:
+        return None
+    return ["image", "quality"] if len(head) == 2 else ["image", *(f"f{i}" for i in range(1, len(head)))]
 
 
 def read_qualities(path: PathLike, lower_is_better: bool = False) -> Any:
-    """A pandas Series image -> quality (higher = better after the optional flip)."""
+    """A pandas Series image -> quality (higher = better after the optional flip).
+
+    Accepted: a header naming ``image`` and ``quality`` (CSV, TSV, ';' or whitespace); headerless
+    ``path score`` lines (what CR-FIQA's getQualityScore.py and SER-FIQ scripts write); headerless
+    MagFace feature lines ``path f1 ... fN`` (MagFace's gen_feat.py), whose quality is the feature
+    magnitude ||f|| as in MagFace's eval_quality.py. An image listed twice is an error naming both lines
+    (CR-FIQA's script appends to its score file, so a rerun repeats every image)."""
     import pandas as pd
 
     path = Path(path)
-    df, lines = _read_table(path, "quality file", QUALITY_COLUMNS)
-    _no_empty(df, ("image",), path, lines)
-    q = _numbers(df, "quality", path, lines)
-    dup = df["image"].duplicated().to_numpy()
+    table = _read_table(path, "quality file", QUALITY_COLUMNS, positional=_headerless_quality)
+    _no_empty(table, ("image",))
+    lines = table.lines
+    if "quality" in table.columns:
+        q = _numbers(table.columns["quality"], "quality", path, lines)
+    else:
+        feats = np.stack([_numbers(v, k, path, lines) for k, v in table.columns.items() if k != "image"], axis=1)
+        q = np.linalg.norm(feats, axis=1)
+        log.info("%s: MagFace feature list (%d values per line): quality = feature magnitude", path, feats.shape[1])
+    images = pd.Series(table.columns["image"])
+    dup = images.duplicated().to_numpy()
     if dup.any():
         i = int(np.argmax(dup))
-        first = int(lines[int(np.argmax((df["image"] == df["image"].iloc[i]).to_numpy()))])
-        raise DataFormatError(path, f"image {df['image'].iloc[i]!r} listed twice (first on line {first})", "keep one quality per image", int(lines[i]))
-    return pd.Series(-q if lower_is_better else q, index=pd.Index(df["image"].to_numpy()))
+        first = int(lines[int(np.argmax((images == images.iloc[i]).to_numpy()))])
+        raise DataFormatError(
+            path, f"image {images.iloc[i]!r} listed twice (first on line {first})",
+            "keep one quality per image (a score file appended to by a second run repeats every image)", int(lines[i]),
+        )
+    return pd.Series(-q if lower_is_better else q, index=pd.Index(images.to_numpy()))
 
 
 def _quality_specs(
@@ -208,13 +213,21 @@ def evaluate_files(
     lower_is_better: bool | Iterable[str] = False,
     bootstrap: int = 0,
     seed: int = 0,
-    discard_limit: float = 0.2,
+    discard_limit: float | str | Sequence[float] = 0.2,
     normalised: bool = False,
     progress: bool = False,
+    protocols: str | Sequence[str] | None = None,
+    starting_error: float | str | Sequence[float] | None = None,
+    quality_scale: str | None = None,
 ) -> Any:
-    """ERC/EDC rows (a pandas DataFrame) for precomputed comparisons and per-image qualities.
+    """Rows of every selected protocol (a pandas DataFrame) for precomputed comparisons and per-image
+    qualities.
 
-    Every method is evaluated on the same pairs. A comparison whose image has no quality in some
+    ``protocols`` (default erc,edc), ``discard_limit`` (one or several EDC pAUC limits, e.g. "0.2,0.3"),
+    ``starting_error`` (EDC thresholds from Schlett's quantile rule) and ``quality_scale`` (none, minmax,
+    rank: image qualities mapped to integers 0..100 over the images of the evaluated pairs before pair
+    qualities are formed) are validated first: a bad value is one ``FiqaError`` line. Every row names
+    its protocol and parameters. Every method is evaluated on the same pairs. A comparison whose image has no quality in some
     file is an error naming it, unless ``skip_missing``: then such pairs are dropped from every
     method, counted per file, logged and noted in each row. With ``out``: results.csv, curves.csv,
     pairs/precomputed__precomputed.npz and run.json are written there (the pipeline's layout), and
@@ -222,15 +235,25 @@ def evaluate_files(
     """
     import pandas as pd
 
-    from .evaluation import evaluate
+    from .evaluation import evaluate, scale_qualities
+    from .evaluation.options import (
+        parse_discard_limits,
+        parse_protocol_option,
+        parse_quality_scale,
+        parse_starting_errors,
+    )
 
     fmrs = parse_fmrs(fmr)
+    protocol_list = parse_protocol_option(protocols)
+    limits = parse_discard_limits(discard_limit)
+    starting = parse_starting_errors(starting_error)
+    scale = parse_quality_scale(quality_scale)
     cmp_path = Path(comparisons)
     cmp = read_comparisons(cmp_path)
     specs = _quality_specs(qualities, lower_is_better)
     n_all = len(cmp["similarity"])
     keep = np.ones(n_all, dtype=bool)
-    image_q: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    image_q: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     dropped: dict[str, int] = {}
     for name, path, lower in specs:
         series = read_qualities(path, lower)
@@ -248,7 +271,7 @@ def evaluate_files(
             dropped[name] = int(miss.sum())
             keep &= ~miss
         vals = series.to_numpy(dtype=np.float64)
-        image_q[name] = (vals[np.maximum(ia, 0)], vals[np.maximum(ib, 0)])
+        image_q[name] = (vals, np.maximum(ia, 0), np.maximum(ib, 0))
     n_dropped = int(n_all - keep.sum())
     if n_dropped:
         per = ", ".join(f"{k}: {v}" for k, v in dropped.items())
@@ -257,17 +280,23 @@ def evaluate_files(
         raise DataFormatError(cmp_path, "no pair left after dropping pairs with missing qualities", "check that the image names match")
     sim, gen = cmp["similarity"][keep], cmp["genuine"][keep]
     folds = cmp["fold"][keep] if cmp["fold"] is not None else None
-    pair_q = {name: np.minimum(qa[keep], qb[keep]) for name, (qa, qb) in image_q.items()}
+    pair_q = {}
+    for name, (vals, ia, ib) in image_q.items():
+        if scale != "none":  # over the distinct images of the evaluated pairs (a set: no row order)
+            used = np.unique(np.concatenate((ia[keep], ib[keep])))
+            vals = vals.copy()
+            vals[used] = scale_qualities(vals[used], scale)
+        pair_q[name] = np.minimum(vals[ia[keep]], vals[ib[keep]])
     if gen.all() or not gen.any():
         kind = "impostor" if gen.all() else "genuine"
         raise DataFormatError(cmp_path, f"has no {kind} pairs", "ERC/EDC need genuine and impostor pairs (genuine column 1 and 0)")
     rows, points = evaluate(
-        sim, gen, pair_q, fmrs, folds=folds, bootstrap=bootstrap, seed=seed, discard_limit=discard_limit,
-        normalised=normalised, progress=progress,
+        sim, gen, pair_q, fmrs, folds=folds, bootstrap=bootstrap, seed=seed, discard_limits=limits,
+        normalised=normalised, progress=progress, protocols=protocol_list, starting_error=starting,
     )
     drop_note = f"{n_dropped} of {n_all} pairs dropped (image without quality)" if n_dropped else ""
     for r in rows:
-        r.update(dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped)
+        r.update(dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped, quality_scale=scale)
         if drop_note:
             r["note"] = f"{r['note']}; {drop_note}" if r["note"] else drop_note
     front = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
@@ -276,7 +305,10 @@ def evaluate_files(
     curves = points.assign(dataset=DATASET, fr_model=FR_MODEL).to_frame()
     curves = curves[[c for c in ("dataset", "fr_model") if c in curves] + [c for c in curves.columns if c not in ("dataset", "fr_model")]]
     if out is not None:
-        _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all)
+        params = {"protocols": protocol_list, "discard_limits": limits, "starting_error": starting, "quality_scale": scale}
+        _write_folder(
+            Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all, params
+        )
         if report:
             try:
                 from .reports import write_report  # type: ignore[attr-defined]
@@ -298,9 +330,10 @@ def _sha256(path: Path) -> str:
 def _write_folder(
     out: Path, results: Any, curves: Any, sim: np.ndarray, gen: np.ndarray, folds: np.ndarray | None,
     pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], fmrs: list[float],
-    bootstrap: int, seed: int, dropped: dict[str, int], n_all: int,
+    bootstrap: int, seed: int, dropped: dict[str, int], n_all: int, params: dict[str, Any] | None = None,
 ) -> None:
     from . import __version__
+    from .evaluation import get_protocol
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "pairs").mkdir(exist_ok=True)
@@ -324,6 +357,8 @@ def _write_folder(
         "comparisons": {"path": str(cmp_path), "sha256": _sha256(cmp_path), "n_pairs": n_all},
         "qualities": {n: {"path": str(p), "sha256": _sha256(p), "lower_is_better": lo} for n, p, lo in specs},
         "fmrs": fmrs,
+        **(params or {}),
+        "protocol_cards": [get_protocol(p).card.to_dict() for p in (params or {}).get("protocols", [])],
         "bootstrap": bootstrap,
         "seed": seed,
         "dropped_pairs": dropped,
@@ -355,7 +390,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-missing", action="store_true", help="drop pairs whose image has no quality (counted) instead of stopping")
     parser.add_argument("--lower", action="append", default=[], metavar="NAME", help="method whose quality is lower = better (repeatable)")
-    parser.add_argument("--discard-limit", type=float, default=0.2, help="EDC pAUC limit (default 0.2)")
+    from .evaluation import protocol_names
+
+    parser.add_argument(
+        "--protocols",
+        help=f"comma list of evaluation protocols: {', '.join(protocol_names())} or 'all' (default erc,edc)",
+    )
+    parser.add_argument("--discard-limit", default="0.2", help="EDC pAUC limit(s), comma list (default 0.2)")
+    parser.add_argument(
+        "--starting-error", help="EDC threshold from Schlett's starting error(s) (linear quantile) instead of --fmr"
+    )
+    parser.add_argument(
+        "--quality-scale", default="none", help="map image qualities to integers 0..100 first: none, minmax or rank"
+    )
     parser.add_argument("--normalised", action="store_true", help="EDC pAUC minus the ideal curve's area")
     parser.add_argument("--no-report", action="store_true", help="with --out: tables only, no plots/report")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -368,10 +415,14 @@ def main(args: argparse.Namespace) -> int:
         args.comparisons, args.qualities, fmr=args.fmr, out=args.out, report=not args.no_report,
         skip_missing=args.skip_missing, lower_is_better=args.lower, bootstrap=args.bootstrap, seed=args.seed,
         discard_limit=args.discard_limit, normalised=args.normalised, progress=not args.quiet,
+        protocols=args.protocols, starting_error=args.starting_error, quality_scale=args.quality_scale,
     )
-    cols = ["method", "protocol", "fmr", "auc"] + (["ci_low", "ci_high"] if args.bootstrap else []) + ["fnmr_at_0", "achieved_fmr"]
-    with pd.option_context("display.width", 160, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
-        print(results.sort_values(["protocol", "fmr", "auc"], kind="mergesort")[cols].to_string(index=False))
+    cols = ["method", "protocol", "fmr", "starting_error", "discard_limit", "auc", "accuracy"]
+    cols = [c for c in cols if c in results and results[c].notna().any()]
+    cols += (["ci_low", "ci_high"] if args.bootstrap else []) + ["error_at_0", "achieved_fmr"]
+    order = [c for c in ("protocol", "fmr", "starting_error", "discard_limit", "auc") if c in results]
+    with pd.option_context("display.width", 180, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
+        print(results.sort_values(order, kind="mergesort")[cols].to_string(index=False))
     for note in dict.fromkeys(n for n in results["note"] if n):
         print(f"note: {note}")
     if args.out:

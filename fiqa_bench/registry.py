@@ -180,6 +180,8 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 
 
 def require_packages(card: Card) -> None:
+    """Every package the card names is installed (found, not imported: some are read as data only;
+    code that imports one uses ``errors.import_optional``, which tells "broken" from "missing")."""
     for mod in card.python_packages:
         if importlib.util.find_spec(mod) is None:
             raise MissingDependencyError(card.name, mod, card.install_hint or f"pip install {mod}")
@@ -193,7 +195,7 @@ def check_requirements(card: Card, weights_dir: str | os.PathLike[str] | None = 
         reqs.append(Requirement(f"python:{mod}", ok, "" if ok else (card.install_hint or f"pip install {mod}")))
     for wf in card.weights:
         path, searched = find_weight_file(wf, weights_dir)
-        detail = str(path) if path else f"put {wf.filename} in {searched[-1] if searched else DEFAULT_WEIGHTS_DIR}"
+        detail = str(path) if path else f"put {wf.filename} in {weights_dirs(weights_dir)[0]}"  # the user's folder first
         reqs.append(Requirement(f"weights:{wf.filename}", path is not None, detail))
     return reqs
 

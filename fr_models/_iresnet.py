@@ -168,6 +168,45 @@ class IResNet(nn.Module):
         return self.forward_head(self.forward_backbone(x))
 
 
+class IResNetMapQS(IResNet):
+    """CR-FIQA-style iResNet whose quality head reads the last stage's feature MAP (SynFIQA++ release).
+
+    From MR-FIQA's ``Utilities/cr_model.py`` (``fix_qs=True``, chosen by its fiqa_inference.py when the file
+    name contains 'SynFIQA++'): ``qs = Sequential(0 AdaptiveAvgPool2d(1), 1 Flatten, 2 Linear(512, 256),
+    3 BatchNorm1d(256), 4 ReLU, 5 Dropout(0.5), 6 Linear(256, 256), 7 BatchNorm1d(256), 8 ReLU,
+    9 Linear(256, 1))`` on the layer4 output BEFORE ``bn2``; the embedding path is unchanged (bn2, flatten,
+    fc, features; its dropout is inactive in eval mode). ``forward`` -> (embedding, quality);
+    ``forward_head`` returns the embedding alone (the quality does not depend on the flattened features).
+    """
+
+    def __init__(self, layers: Sequence[int], *, num_features: int = 512, bn_eps: float = 1e-5) -> None:
+        super().__init__(layers, num_features=num_features, with_qs=False, bn_eps=bn_eps)
+        self.with_qs = True
+        self.arch += "+qs-map (SynFIQA++ head)"
+        self.qs = nn.Sequential(
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+            nn.Linear(WIDTHS[-1], 256),
+            nn.BatchNorm1d(256),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(256, 256),
+            nn.BatchNorm1d(256),
+            nn.ReLU(),
+            nn.Linear(256, 1),
+        )
+
+    def forward_head(self, flat: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.features(self.fc(self.dropout(flat)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        x = self.prelu(self.bn1(self.conv1(x)))
+        fmap = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        quality = self.qs(fmap)
+        emb = self.features(self.fc(self.dropout(torch.flatten(self.bn2(fmap), 1))))
+        return emb, quality
+
+
 @torch.no_grad()
 def randomise_for_testing_(model: IResNet, seed: int = 0, residual_scale: float = 0.2) -> IResNet:
     """Random weights whose eval-mode forward stays finite: for tests and benchmarks, never for results.

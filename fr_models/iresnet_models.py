@@ -17,7 +17,7 @@ from fiqa_bench.registry import Card, WeightFile, register_fr_model, resolve_wei
 
 from ._checkpoint import guess_architecture, infer_iresnet_config, match_state_dict, read_checkpoint
 from ._common import InputSpec
-from ._iresnet import LAYERS, IResNet, iresnet
+from ._iresnet import LAYERS, IResNet, IResNetMapQS, iresnet
 from ._qs_head import load_from_sidecar, read_sidecar
 from ._torch_model import TorchFRModel, check_options
 
@@ -129,6 +129,7 @@ CRFIQA_SOURCE = "CR-FIQA repository README, 'pretrained model' links (https://gi
 ARCHS: dict[str, Arch] = {
     "arcface_r100": Arch(100),
     "arcface_r50": Arch(50),
+    "cosface_r100": Arch(100),
     "elasticface_arc": Arch(100),
     "magface_r100": Arch(100, bn_eps=2e-5, spec=MAGFACE_INPUT),
     "crfiqa_l": Arch(100, with_qs=True),
@@ -164,6 +165,25 @@ CARDS: dict[str, Card] = {
             ),
         ),
         notes="Plain state_dict (arcface_torch save). sha256 not published.",
+    ),
+    "cosface_r100": _card(
+        "cosface_r100",
+        ARCHS["cosface_r100"],
+        "CosFace iResNet100 trained on Glint360K (insightface arcface_torch glint360k_cosface_r100_fp16_0.1)",
+        aliases=("cosface",),
+        paper="Wang, Wang, Zhou, Ji, Gong, Zhou, Li, Liu, CosFace: Large Margin Cosine Loss for Deep Face "
+        "Recognition, CVPR 2018; model: An, Zhu, Xiao, Wu, Zhang, Xu, Fu, Partial FC, ICCVW 2021 (Glint360K)",
+        licence=INSIGHTFACE_LICENCE,
+        weights=(
+            WeightFile(
+                "glint360k_cosface_r100_fp16_0.1/backbone.pth",
+                source=_INSIGHTFACE_ZOO.format(folder="glint360k_cosface_r100_fp16_0.1"),
+            ),
+        ),
+        notes="Plain state_dict (arcface_torch save), the same iresnet100 keys as arcface_r100; the FR model "
+        "of the DifFIQA(R) and eDifFIQA papers (their regressors are initialised from it). Input RGB, "
+        "(x/255 - 0.5)/0.5 (arcface_torch). sha256 not published. Verified: a plain state_dict with the "
+        "arcface_torch key names loads with every key matched; no published weights on this machine.",
     ),
     "elasticface_arc": _card(
         "elasticface_arc",
@@ -242,8 +262,11 @@ GENERIC_CARD = Card(
     normalisation=ARCFACE_INPUT.describe(),
     embedding_size=512,
     notes=(
-        "Reads the depth (18/34/50/100/200) from the block counts of layer1..4, the qs head from qs.*, and the "
-        "embedding size from fc.weight; prefixes module./features.module./backbone. are stripped. "
+        "Reads the depth (18/34/50/100/200) from the block counts of layer1..4, the qs head from qs.* (CR-FIQA "
+        "qs Linear(512, 1), or the SynFIQA++ map head qs.2..qs.9), and the embedding size from fc.weight; "
+        "prefixes module./features.module./backbone. are stripped. MR-FIQA's released iResNet50 checkpoints "
+        "(CASIA-WebFace, DigiFace-1M, DCFace, SFace2, HSFace-10K, IDiff-Face, GANDiffFace, SynFIQA, SynFIQA++, "
+        "SynFIQA + CASIA; oufuzhao/MR-FIQA leaderboard links, CC BY-NC 4.0) load here. "
         "Input as ArcFace/CR-FIQA training: RGB, (x/255 - 0.5) / 0.5. " + _TORCH_OPTIONS
     ),
 )
@@ -281,11 +304,10 @@ def crfiqa_from_path(
         raise CheckpointError(
             f"{path}: not an iResNet checkpoint (it looks like {guess_architecture(state)})."
         )
-    module = IResNet(
-        LAYERS[cfg["depth"]],
-        with_qs=cfg["with_qs"],
-        num_features=cfg["num_features"],
-    )
+    if cfg["qs_head"] == "map":
+        module: IResNet = IResNetMapQS(LAYERS[cfg["depth"]], num_features=cfg["num_features"])
+    else:
+        module = IResNet(LAYERS[cfg["depth"]], with_qs=cfg["with_qs"], num_features=cfg["num_features"])
     module.load_state_dict(match_state_dict(module, state, source=str(path)), strict=True)
     arch_card = dataclasses.replace(
         card,

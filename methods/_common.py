@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from fiqa_bench.errors import FiqaError, UnsupportedCombinationError
-from fiqa_bench.faces import ARCFACE_TEMPLATE
+from fiqa_bench.faces import CROP_PAD, detect_on_crops  # noqa: F401  (one implementation, in the engine; re-exported)
 from fiqa_bench.registry import Card
 from fiqa_bench.types import FRModel, QualityMethod
 
@@ -41,8 +39,19 @@ class BaseMethod(QualityMethod):
 
 # Torch FR models that expose forward_backbone / forward_head (a dropout-able embedding layer) and carry
 # real BatchNorm statistics: the iResNet cards (fr_models/iresnet_models.py) and sface_torch.
-IRESNET_MODELS = ("arcface_r100", "arcface_r50", "elasticface_arc", "magface_r100", "crfiqa_l", "crfiqa_s", "crfiqa")
-TORCH_SPLIT_MODELS = (*IRESNET_MODELS, "sface_torch")
+IRESNET_MODELS = (
+    "arcface_r100",
+    "arcface_r50",
+    "cosface_r100",
+    "elasticface_arc",
+    "magface_r100",
+    "crfiqa_l",
+    "crfiqa_s",
+    "crfiqa",
+)
+# The IR-101 cards (fr_models/irse_models.py) expose the same forward_backbone/forward_head/dropout contract.
+IRSE_MODELS = ("adaface_ir101", "curricularface_ir101")
+TORCH_SPLIT_MODELS = (*IRESNET_MODELS, *IRSE_MODELS, "sface_torch")
 
 
 def reject_unknown(card: Card, options: Mapping[str, Any], allowed: set[str]) -> None:
@@ -76,52 +85,6 @@ def require_fr_model(card: Card, fr_model: FRModel | None) -> FRModel:
             f"{card.name} needs an FR model; pass fr_model=get_fr_model(...) or name one with --models."
         )
     return fr_model
-
-
-# -- YuNet on aligned crops ------------------------------------------------------------------------
-
-# An aligned 112x112 crop is cut tight around the face; YuNet (trained on whole photos) finds it
-# reliably once the crop sits in a black frame. Measured on 40 aligned LFW faces: 28 px zero padding
-# found every face (lowest score 0.78); no padding or replicate padding gave lower minima.
-CROP_PAD = 28
-_detector_lock = threading.Lock()
-_detector: Any = None
-
-
-def _yunet() -> Any:
-    global _detector
-    with _detector_lock:
-        if _detector is None:
-            from fiqa_bench.faces import YuNetDetector
-
-            # Threshold 0: every candidate is returned and the one at the template position chosen,
-            # so a poor face yields a low score instead of "no face".
-            _detector = YuNetDetector(score_threshold=0.0, nms_threshold=0.3, top_k=20)
-        return _detector
-
-
-def detect_on_crops(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """YuNet on each aligned crop: (score N, landmarks N x 5 x 2 in crop pixels).
-
-    The detection whose landmarks lie closest to the ArcFace template is taken (the aligned face, not a
-    stray candidate). Where YuNet returns nothing the score is 0 and the landmarks are NaN.
-    """
-    det = _yunet()
-    n = len(images)
-    scores = np.zeros(n, np.float64)
-    lms = np.full((n, 5, 2), np.nan, np.float64)
-    for i, im in enumerate(images):
-        h, w = im.shape[:2]
-        padded = cv2.copyMakeBorder(im, CROP_PAD, CROP_PAD, CROP_PAD, CROP_PAD, cv2.BORDER_CONSTANT, value=0)
-        with _detector_lock:  # one cv2 detector object: not thread-safe
-            found = det.detect(padded)
-        if not found:
-            continue
-        template = ARCFACE_TEMPLATE.astype(np.float64) * np.array([w / 112.0, h / 112.0])
-        best = min(found, key=lambda d: float(np.abs(d.landmarks - CROP_PAD - template).sum()))
-        scores[i] = best.score
-        lms[i] = best.landmarks.astype(np.float64) - CROP_PAD
-    return scores, lms
 
 
 def stable_uniform(image: np.ndarray, seed: int) -> float:

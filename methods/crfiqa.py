@@ -64,7 +64,14 @@ CRFIQA_PATH_CARD = Card(
     score_direction="higher_better",
     takes_argument=True,
     default_options={"precision": "fp32"},
-    notes="Depth (18/34/50/100/200) from the layer1..4 block counts, as the crfiqa:PATH FR model. " + NOTES,
+    notes=(
+        "Depth (18/34/50/100/200) from the layer1..4 block counts, as the crfiqa:PATH FR model. Also the MR-FIQA "
+        "/ SynFIQA releases (oufuzhao/MR-FIQA README leaderboard: iResNet50 + qs trained with CR-FIQA on real "
+        "or synthetic data, CC BY-NC 4.0; input as its fiqa_inference.py: RGB, Resize(112), (x/255 - 0.5)/0.5): "
+        "SynFIQA++'s head differs (qs.2..qs.9: pooled layer4 map -> Linear 256 -> BN -> ReLU -> Linear 256 -> BN "
+        "-> ReLU -> Linear 1, MR-FIQA Utilities/cr_model.py fix_qs=True) and is read from its keys, not from the "
+        "file name. " + NOTES
+    ),
 )
 
 

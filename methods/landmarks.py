@@ -27,7 +27,7 @@ IED_CARD = Card(
     exempt_degradations=_ALL,
     notes=(
         "Needs the landmarks of the original photo, which datasets that align on the fly provide (lfw "
-        "folder form). On already-aligned sets (.bin) every crop has the template's 35.2 px by "
+        "folder form); a photo where no face was found scores 0 (worst). On already-aligned sets (.bin) every crop has the template's 35.2 px by "
         "construction, so the method raises a clear error there instead of returning a constant. Blind "
         "by design to every pixel degradation of the aligned crop (all exempt); it falls with the "
         "photo's resolution (tested by downscaling the original photo)."
@@ -53,7 +53,7 @@ HEAD_POSE_CARD = Card(
     default_options={"component": "both"},
     notes=(
         "Similarity-invariant, so aligned crops keep the pose signal (yaw shows as nose offset from the eye "
-        "midpoint). A crop where YuNet finds no face gets 90 degrees (worst). Option component: both | yaw | "
+        "midpoint). No face (the dataset found none, or YuNet scores the crop below 0.6) gets 90 degrees (worst). Option component: both | yaw | "
         "pitch. Blind to pixel degradations by design (all exempt). The 0.5 nose-depth ratios and the 0.56 frontal reference are "
         "approximate anthropometric constants: the angles are a monotone proxy, not calibrated degrees."
     ),
@@ -65,6 +65,9 @@ HEAD_POSE_CARD = Card(
 FRONTAL_PITCH_RATIO = 0.56
 YAW_DEPTH = 0.5  # nose-tip protrusion / inter-eye distance (approximate)
 PITCH_DEPTH = 0.5  # nose-tip protrusion / eye-to-mouth distance (YuNet: eye-to-mouth ~ 1.0 x IED)
+# YuNet's own default score threshold: below it a candidate on an aligned crop is not taken as a face
+# (aligned LFW faces score >= 0.78 with the crop padding; flat or faceless crops score far lower).
+MIN_FACE_SCORE = 0.6
 
 
 def pose_from_landmarks(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +88,7 @@ def pose_from_landmarks(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class InterEyeDistance(BaseMethod):
+    WORST = 0.0  # no face found
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         if meta is None or "landmarks" not in meta:
             raise UnsupportedCombinationError(
@@ -93,7 +97,8 @@ class InterEyeDistance(BaseMethod):
                 "distance. Use it with a dataset aligned on the fly (e.g. the lfw folder form) or drop it from --methods."
             )
         lm = np.asarray(meta["landmarks"], dtype=np.float64)
-        return np.linalg.norm(lm[:, 1] - lm[:, 0], axis=1)
+        ied = np.linalg.norm(lm[:, 1] - lm[:, 0], axis=1)
+        return np.where(np.isfinite(ied), ied, self.WORST)  # no face found (NaN landmarks): worst
 
 
 class HeadPose(BaseMethod):
@@ -101,9 +106,12 @@ class HeadPose(BaseMethod):
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         if meta is not None and "landmarks" in meta:
-            lm = np.asarray(meta["landmarks"], dtype=np.float64)
+            lm = np.asarray(meta["landmarks"], dtype=np.float64)  # NaN where the dataset found no face
         else:
-            _, lm = detect_on_crops(images)
+            score, lm = detect_on_crops(images)
+            # The crop detector returns every candidate (threshold 0) so that yunet_confidence can grade
+            # poor faces; a pose needs a real face, so weak candidates count as "no face" (worst).
+            lm[score < MIN_FACE_SCORE] = np.nan
         yaw, pitch = pose_from_landmarks(lm)
         comp = self.options["component"]
         dev = np.abs(yaw) if comp == "yaw" else np.abs(pitch) if comp == "pitch" else np.hypot(yaw, pitch)

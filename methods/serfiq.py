@@ -30,7 +30,8 @@ SERFIQ_CARD = Card(
     notes=(
         "The backbone runs once per image; only dropout -> fc -> features is repeated T times. Each image's "
         "T dropout masks come from an RNG seeded by (seed, image bytes), so scores do not depend on batching. "
-        "q in (0, 1]; exactly 1 with p = 0 (all T embeddings equal). Options: T (passes, default 100), p "
+        "q in (0, 1]; 1 with p = 0 (all T embeddings equal: one pass is made; with p > 0, float rounding alone "
+        "can move q by ~1e-7 between thread counts). Options: T (passes, default 100), p "
         "(dropout rate, default 0.5 as in SER-FIQ's ArcFace setting - unverified against its code), seed. "
         "Needs a torch FR model with a dropout-able embedding layer (forward_backbone/forward_head): the iResNet "
         "cards or sface_torch (SFace, trained with dropout 0.4 before its fc layer)."
@@ -66,10 +67,10 @@ class SerFiq(BaseMethod):
                         g = image_generator(images[i], seed, flat.device)
                         keep = torch.rand((t, flat.shape[1]), generator=g, device=flat.device) >= p
                         x = flat[i].unsqueeze(0) * keep / (1.0 - p)  # inverted dropout, as nn.Dropout
-                    else:
-                        x = flat[i].unsqueeze(0).expand(t, -1)
+                    else:  # no dropout: the T passes are identical, so one pass stands for all
+                        x = flat[i].unsqueeze(0)
                     emb = torch.nn.functional.normalize(embedding_of(module.forward_head(x)).float(), dim=1)
-                    d = torch.pdist(emb.double()).mean() if t > 1 else torch.zeros((), dtype=torch.float64)
+                    d = torch.pdist(emb.double()).mean() if len(emb) > 1 else torch.zeros((), dtype=torch.float64)
                     out[i] = float(2.0 * torch.sigmoid(-d))
         finally:
             module.train(was_training)

@@ -13,7 +13,7 @@ import pytest
 
 from fiqa_bench.align import align_folder, make_detector
 from fiqa_bench.cli import main
-from fiqa_bench.errors import FiqaError
+from fiqa_bench.errors import DataFormatError, FiqaError
 from fiqa_bench.faces import pick_face, read_rgb, similarity_matrix, warp_to_template
 
 N_PEOPLE = 8  # folders copied from the real LFW subset (about 20 images)
@@ -47,7 +47,7 @@ def _log(path: Path) -> dict[str, str]:
 
 def test_align_command_yunet(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dst = tmp_path / "aligned"
-    assert main(["align", str(src), str(dst), "--quiet"]) == 0
+    assert main(["align", str(src), str(dst), "--quiet", "--skip-bad"]) == 0
     out = capsys.readouterr().out
     faces = _faces(src)
     n = len(faces) + 2
@@ -67,7 +67,9 @@ def test_align_command_yunet(src: Path, tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_align_skip_policy_and_bad_arguments(src: Path, tmp_path: Path) -> None:
-    summary = align_folder(src, tmp_path / "a", no_face="skip", log_path=tmp_path / "log.csv", progress=False)
+    with pytest.raises(DataFormatError, match=r"broken\.jpg: cannot be decoded \(corrupt or truncated.*--skip-bad"):
+        align_folder(src, tmp_path / "strict", progress=False)
+    summary = align_folder(src, tmp_path / "a", no_face="skip", log_path=tmp_path / "log.csv", progress=False, skip_bad=True)
     assert summary.n_no_face == 1 and summary.no_face == ["other/blank.png"]
     assert not (tmp_path / "a" / "other" / "blank.png").exists()
     assert summary.n_written == summary.n_images - 2 and (tmp_path / "log.csv").is_file()
@@ -82,7 +84,7 @@ def test_align_skip_policy_and_bad_arguments(src: Path, tmp_path: Path) -> None:
 def test_align_folder_mtcnn_agrees_with_yunet(src: Path, tmp_path: Path) -> None:
     faces = _faces(src)
     mtcnn = make_detector("mtcnn")
-    summary = align_folder(src, tmp_path / "m", detector=mtcnn, workers=1, progress=False)
+    summary = align_folder(src, tmp_path / "m", detector=mtcnn, workers=1, progress=False, skip_bad=True)
     assert summary.n_no_face == 1 and summary.n_undecodable == 1 and summary.n_written == summary.n_images - 1
     assert _log(tmp_path / "m" / "align_log.csv") == {"other/blank.png": "no_face", "other/broken.jpg": "undecodable"}
     for p in faces:

@@ -25,10 +25,14 @@ def files(tmp_path: Path) -> dict[str, object]:
     a, b, sim, gen = [], [], [], []
     for i in range(0, 40, 2):  # 20 genuine pairs (the two images of a person)
         a.append(i), b.append(i + 1), gen.append(True), sim.append(round(float(rng.normal(0.6, 0.15)), 4))
-    for _ in range(40):  # 40 impostor pairs
+    seen: set[frozenset[int]] = set()
+    for _ in range(40):  # 40 distinct impostor pairs (a repeat, also as (b, a), is refused)
         i, j = rng.choice(40, 2, replace=False)
         while i // 2 == j // 2:
             i, j = rng.choice(40, 2, replace=False)
+        while i // 2 == j // 2 or frozenset((int(i), int(j))) in seen:  # same random stream as before
+            j = (j + 1) % 40
+        seen.add(frozenset((int(i), int(j))))
         a.append(int(i)), b.append(int(j)), gen.append(False), sim.append(round(float(rng.normal(0.05, 0.1)), 4))
     words = {True: ["1", "yes", "True"], False: ["0", "no", "false"]}
     cmp_rows = [f"{IMAGES[x]},{IMAGES[y]},{s},{words[g][k % 3]},{k % 2}" for k, (x, y, s, g) in enumerate(zip(a, b, sim, gen, strict=True))]
@@ -84,7 +88,7 @@ def _bad(files, name: str, text: str) -> Path:
         ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,z,0.2,maybe\n", 3, "genuine 'maybe' is not a label"),
         ("image_a,image_b,similarity,genuine\nx,y,high,1\n", 2, "similarity 'high' is not a finite number"),
         ("image_a,image_b,score,genuine\nx,y,0.5,1\n", 1, "missing column"),
-        ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,y,0.5,1,extra\n", 3, "cannot be parsed"),
+        ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,y,0.5,1,extra\n", 3, "has 5 fields where the header has 4"),
         ("image_a,image_b,similarity,genuine\nx,y,0.5,1\n\n,z,0.1,0\n", 4, "empty image_a"),
     ],
 )
@@ -145,3 +149,90 @@ def test_pair_cosine_torch_backend_equals_numpy():
     emb[7] = 0
     with pytest.raises(EvaluationError, match="zero or non-finite norm"):
         pair_cosine(emb, a, b, backend="torch")
+
+
+def test_cli_protocol_options_name_every_row(files, capsys):
+    from fiqa_bench.cli import main
+
+    out = files["dir"] / "proto"
+    rc = main([
+        "evaluate", str(files["cmp"]), str(files["f1"]), "--fmr", "1e-1", "--out", str(out), "--no-report", "--quiet",
+        "--protocols", "erc,erc_strict,edc,verification_insightface", "--discard-limit", "0.2,0.3",
+        "--quality-scale", "minmax",
+    ])
+    assert rc == 0
+    import json
+
+    import pandas as pd
+
+    res = pd.read_csv(out / "results.csv")
+    assert list(res["protocol"]) == ["erc", "erc_strict", "edc", "edc", "verification_insightface"]
+    assert list(res["discard_limit"].iloc[2:4]) == [0.2, 0.3] and res["fmr"].iloc[:4].eq(0.1).all()
+    assert set(res["quality_scale"]) == {"minmax"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["protocols"] == ["erc", "erc_strict", "edc", "verification_insightface"]
+    assert run["discard_limits"] == [0.2, 0.3] and run["quality_scale"] == "minmax"
+    assert [c["name"] for c in run["protocol_cards"]] == run["protocols"]
+    curves = pd.read_csv(out / "curves.csv")
+    assert {"protocol", "kind", "fmr", "starting_error"} <= set(curves.columns)
+    # starting error instead of FMR targets
+    out2 = files["dir"] / "se"
+    assert main(["evaluate", str(files["cmp"]), str(files["f1"]), "--out", str(out2), "--no-report", "--quiet",
+                 "--protocols", "edc", "--starting-error", "0.05"]) == 0
+    res2 = pd.read_csv(out2 / "results.csv")
+    assert res2["starting_error"].eq(0.05).all() and res2["fmr"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "match"),
+    [
+        ("--protocols", "erc,nope", "--protocols: unknown protocol 'nope'"),
+        ("--discard-limit", "0.2,1.5", "--discard-limit: 1.5 is outside"),
+        ("--discard-limit", "x", "--discard-limit: 'x' is not a number"),
+        ("--starting-error", "1", "--starting-error: 1 is outside"),
+        ("--quality-scale", "iso", "--quality-scale: 'iso' is not one of"),
+    ],
+)
+def test_cli_bad_protocol_options_exit_2_with_one_line(files, capsys, flag, value, match):
+    from fiqa_bench.cli import main
+
+    rc = main(["evaluate", str(files["cmp"]), str(files["f1"]), "--quiet", flag, value])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
+
+
+def test_results_csv_is_byte_identical_for_20_row_orders(tmp_path):
+    """A tie-heavy comparisons file (similarities with 2 decimals, integer qualities 0..10 and a constant
+    quality) in 20 row orders: results.csv is the same file every time, for every protocol."""
+    rng = np.random.default_rng(4)
+    n_img = 300
+    images = [f"id{i // 3}/{i % 3}.jpg" for i in range(n_img)]
+    rows = []
+    for i in range(0, n_img, 3):
+        rows += [(i, i + 1, 1), (i, i + 2, 1), (i + 1, i + 2, 1)]
+    seen: set[tuple[int, int]] = set()
+    for _ in range(900):
+        i, j = rng.choice(n_img, 2, replace=False)
+        if i // 3 != j // 3 and (min(i, j), max(i, j)) not in seen:  # each pair once: repeats are refused
+            seen.add((min(i, j), max(i, j)))
+            rows.append((int(i), int(j), 0))
+    sims = [round(float(rng.normal(0.6 if g else 0.1, 0.15)), 2) for _, _, g in rows]
+    lines = [f"{images[a]},{images[b]},{s},{g}" for (a, b, g), s in zip(rows, sims, strict=True)]
+    qi = rng.integers(0, 11, n_img)
+    _write(tmp_path / "int.csv", "image,quality", [f"{im},{v}" for im, v in zip(images, qi, strict=True)])
+    _write(tmp_path / "const.csv", "image,quality", [f"{im},1" for im in images])
+    _write(tmp_path / "real.csv", "image,quality", [f"{im},{v}" for im, v in zip(images, rng.random(n_img), strict=True)])
+    quals = [str(tmp_path / f) for f in ("int.csv", "const.csv", "real.csv")]
+    ref = None
+    for k in range(20):
+        order = np.arange(len(lines)) if k == 0 else rng.permutation(len(lines))
+        cmp = _write(tmp_path / f"cmp{k}.csv", "image_a,image_b,similarity,genuine", [lines[i] for i in order])
+        out = tmp_path / f"out{k}"
+        evaluate_files(cmp, quals, fmr="1e-2,1e-1", out=out, report=False, protocols="erc,erc_strict,erc_magface,edc,edc_fm",
+                       discard_limit="0.2,0.3", quality_scale="rank")
+        data = (out / "results.csv").read_bytes()
+        if ref is None:
+            ref = data
+            assert b"split by a reject cut" in data  # the ties really are split
+        assert data == ref, f"row order {k} changed results.csv"

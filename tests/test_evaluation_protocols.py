@@ -74,22 +74,23 @@ def test_erc_tied_impostor_scores_and_distance_tie():
     assert c.fnmr[0] == 2 / 3
 
 
-def test_erc_tied_qualities_split_by_cut_follow_pair_index():
+def test_erc_tied_qualities_split_by_cut_are_weighted_not_ordered():
     #          pair:   0    1    2    3    4    5    6    7
     sim = np.array([0.2, 0.9, 0.8, 0.7, 0.4, 0.1, 0.3, 0.0])
     gen = np.array([1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
     q = np.array([1.0, 1, 1, 2, 3, 3, 3, 3])
     c = erc_recomputed(sim, gen, q, 0.25, fractions=[0.0, 0.125, 0.25])
     # r=0: impostors 0.4 0.3 0.1 0.0, 1 accepted -> threshold 0.3; genuine <= 0.3: {0.2} -> 1/4.
-    # r=0.125: drop 1 pair; pairs 0, 1, 2 tie at quality 1 -> the lowest index (pair 0, genuine 0.2) goes.
-    #          genuine 0.9 0.8 0.7 > 0.3 -> 0.   r=0.25: pairs 0 and 1 go -> 0.
-    np.testing.assert_array_equal(c.fnmr, [0.25, 0.0, 0.0])
-    assert c.auc == pytest.approx((0.25 + 0) / 2 * 0.125, abs=1e-15)  # 0.015625
-    # Same pairs, listed in another order: now the genuine pair with 0.9 has the lowest index in the tie,
-    # so it is the one dropped at r=0.125 and 0.2 stays: FNMR 1/3.
+    # r=0.125: the cut (1 pair) splits the tie block of pairs 0, 1, 2 (quality 1): each stays with weight
+    #          2/3. Impostors all kept (4): threshold 0.3 again; false non-match: pair 0 (0.2) with weight
+    #          2/3 of genuine weight 3 x 2/3 + 1 = 3 -> 2/9.   r=0.25: weights 1/3 -> (1/3) / 2 = 1/6.
+    np.testing.assert_allclose(c.fnmr, [0.25, 2 / 9, 1 / 6], rtol=0, atol=1e-15)
+    assert c.auc == pytest.approx(0.125 * (0.25 + 2 / 9) / 2 + 0.125 * (2 / 9 + 1 / 6) / 2, abs=1e-15)
+    assert "split by a reject cut" in c.note
+    # Same pairs in another order: same curve (it used to depend on which tied pair came first).
     perm = np.array([1, 0, 2, 3, 4, 5, 6, 7])
     c2 = erc_recomputed(sim[perm], gen[perm], q[perm], 0.25, fractions=[0.0, 0.125, 0.25])
-    np.testing.assert_array_equal(c2.fnmr, [0.25, 1 / 3, 0.0])
+    np.testing.assert_array_equal(c2.fnmr, c.fnmr)
 
 
 def test_fmr_below_impostor_resolution_is_flagged():
@@ -101,9 +102,9 @@ def test_fmr_below_impostor_resolution_is_flagged():
     assert c.fnmr[0] == 0.25  # genuine <= 0.6: {0.3}
     e = edc_fixed(SIM_A, GEN_A, Q_A, 1e-4)
     assert not e.fmr_resolvable and "below impostor resolution 1/4" in e.note
-    rows, _ = evaluate(SIM_A, GEN_A, {"q": Q_A}, [1e-4, 0.25])
+    rows, _ = evaluate(SIM_A, GEN_A, {"q": Q_A}, [1e-4, 0.25], protocols="erc_strict,edc")
     flags = {(r["protocol"], r["fmr"]): r["fmr_resolvable"] for r in rows}
-    assert flags == {("ERC", 1e-4): False, ("EDC", 1e-4): False, ("ERC", 0.25): True, ("EDC", 0.25): True}
+    assert flags == {("erc_strict", 1e-4): False, ("edc", 1e-4): False, ("erc_strict", 0.25): True, ("edc", 0.25): True}
 
 
 def test_resolution_lost_while_rejecting_is_noted():
@@ -143,12 +144,13 @@ def test_edc_starting_error_threshold():
     sim = np.array([0.2, 0.3, 0.4, 0.8, 0.9, 0.6, 0.5, 0.1, 0.0])
     gen = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
     e = edc_fixed(sim, gen, np.arange(9.0), 0.01, starting_error=0.4)
-    # 5 genuine: FNMR 0.4 = 2 false non-matches -> threshold 0.3 (genuine 0.2, 0.3 are <= it)
-    assert e.threshold == 0.3 and e.fnmr[0] == 0.4
-    assert e.achieved_fmr == 0.5  # impostors above 0.3: 0.6, 0.5 of 4
+    # Schlett: np.quantile of genuine 0.2 0.3 0.4 0.8 0.9 at 0.4: position 1.6 -> 0.3 + 0.6 x 0.1 = 0.36;
+    # errors: genuine < 0.36 = {0.2, 0.3} -> FNMR 0.4
+    assert e.threshold == pytest.approx(0.36) and e.fnmr[0] == 0.4
+    assert e.achieved_fmr == 0.5  # impostors >= 0.36: 0.6, 0.5 of 4
     assert np.isnan(e.fmr) and "starting error" in e.note
     e0 = edc_fixed(sim, gen, np.arange(9.0), 0.01, starting_error=0.0)
-    assert e0.fnmr[0] == 0.0 and e0.threshold < 0.2
+    assert e0.fnmr[0] == 0.0 and e0.threshold == 0.2  # quantile 0 = the lowest score; < 0.2: none
 
 
 @pytest.mark.parametrize("gen", [np.ones(6, dtype=bool), np.zeros(6, dtype=bool)])
@@ -198,6 +200,20 @@ def test_bad_inputs_raise(bad):
         erc_recomputed(**kw)
 
 
+def fast_erc(sim, gen, q, fmr, fractions=DEFAULT_REJECT_FRACTIONS):
+    """The fast vectorised engine alone (quality_buckets: tied qualities split by pair index, the
+    straightforward oracle's order). erc_strict uses it wherever no cut splits a tie block."""
+    from types import SimpleNamespace
+
+    from fiqa_bench.evaluation._core import Scores, quality_buckets
+    from fiqa_bench.evaluation.protocols import erc_arrays
+
+    sc = Scores.build(sim, gen)
+    fr = np.asarray(fractions, dtype=np.float64)
+    arr = erc_arrays(sc, quality_buckets(np.asarray(q), reject_counts(fr, sc.n)), fr, np.atleast_1d(np.float64(fmr)))
+    return SimpleNamespace(fnmr=arr.fnmr[0], auc=arr.auc[0], threshold=arr.threshold0[0])
+
+
 def _random_case(rng: np.random.Generator, n: int):
     sim = np.round(rng.normal(size=n), int(rng.integers(0, 3)))  # 0-2 decimals: many tied scores
     gen = rng.random(n) < rng.uniform(0.2, 0.8)
@@ -213,7 +229,7 @@ def test_fast_equals_straightforward_on_random_data_with_ties():
         sim, gen, q = _random_case(rng, int(rng.integers(4, 300)))
         ref = bench.erc_straightforward(sim, gen, q, fmrs)
         for t, f in enumerate(fmrs):
-            c = erc_recomputed(sim, gen, q, f)
+            c = fast_erc(sim, gen, q, f)
             np.testing.assert_array_equal(c.fnmr, ref["fnmr"][t])
             np.testing.assert_array_equal(c.auc, ref["auc"][t])  # NaN == NaN here
             assert c.threshold == ref["threshold0"][t]
@@ -236,14 +252,14 @@ def test_fast_equals_straightforward_when_the_prefix_scan_must_grow():
     q = np.where(gen, rng.normal(size=n), -sim * 10 + rng.normal(0, 0.01, n))
     fmrs = [1e-4, 1e-3, 1e-2, 0.3]
     ref = bench.erc_straightforward(sim, gen, q, fmrs)
-    rows, _ = evaluate(sim, gen, {"q": q}, fmrs)
+    rows, _ = evaluate(sim, gen, {"q": q}, fmrs, protocols="erc_strict,edc")
     for t, f in enumerate(fmrs):
-        c = erc_recomputed(sim, gen, q, f)
+        c = fast_erc(sim, gen, q, f)
         np.testing.assert_array_equal(c.fnmr, ref["fnmr"][t])
         assert c.auc == ref["auc"][t]
-        erc_row = next(r for r in rows if r["protocol"] == "ERC" and r["fmr"] == f)
+        erc_row = next(r for r in rows if r["protocol"] == "erc_strict" and r["fmr"] == f)
         assert erc_row["auc"] == ref["auc"][t]
-        edc_row = next(r for r in rows if r["protocol"] == "EDC" and r["fmr"] == f)
+        edc_row = next(r for r in rows if r["protocol"] == "edc" and r["fmr"] == f)
         assert edc_row["auc"] == bench.edc_straightforward_cumsum(sim, gen, q, f)["auc"]
 
 
@@ -251,7 +267,7 @@ def test_float32_scores_match_float64_decisions():
     rng = np.random.default_rng(5)
     sim, gen, q = _random_case(rng, 500)
     s32 = sim.astype(np.float32)
-    c = erc_recomputed(s32, gen, q.astype(np.float32), 0.1)
+    c = fast_erc(s32, gen, q.astype(np.float32), 0.1)
     ref = bench.erc_straightforward(s32, gen, q.astype(np.float32), [0.1])
     np.testing.assert_array_equal(c.fnmr, ref["fnmr"][0])
 
@@ -264,7 +280,7 @@ def test_fast_equals_straightforward_on_random_cases(seed):
         fmrs = [1e-3, 0.02, 0.3, 0.9]
         ref = bench.erc_straightforward(sim, gen, q, fmrs)
         for t, f in enumerate(fmrs):
-            np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f).fnmr, ref["fnmr"][t])
+            np.testing.assert_array_equal(fast_erc(sim, gen, q, f).fnmr, ref["fnmr"][t])
 
 
 def test_reject_fractions_not_starting_at_zero_equal_straightforward():
@@ -276,7 +292,7 @@ def test_reject_fractions_not_starting_at_zero_equal_straightforward():
         fmrs = [0.0, 0.01, 0.1, 0.5, 1.0]
         ref = bench.erc_straightforward(sim, gen, q, fmrs, fr)
         for t, f in enumerate(fmrs):
-            np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
+            np.testing.assert_array_equal(fast_erc(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
 
 
 def test_threshold_search_in_row_blocks_equals_one_block(monkeypatch):
@@ -290,7 +306,21 @@ def test_threshold_search_in_row_blocks_equals_one_block(monkeypatch):
     ref = bench.erc_straightforward(sim, gen, q, fmrs, fr)
     monkeypatch.setattr(_core, "ROW_BLOCK_ELEMENTS", 2000)  # m ~ FMR x impostors: 1-2 rows per block at 0.5 and 0.9
     for t, f in enumerate(fmrs):
-        np.testing.assert_array_equal(erc_recomputed(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
+        np.testing.assert_array_equal(fast_erc(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
+
+
+def test_erc_strict_equals_straightforward_on_tie_free_qualities():
+    # With distinct qualities no cut splits a tie: erc_strict (erc_recomputed) is the straightforward rule.
+    rng = np.random.default_rng(17)
+    for _ in range(10):
+        sim, gen, _ = _random_case(rng, int(rng.integers(50, 2000)))
+        q = rng.permutation(len(sim)).astype(np.float64)
+        fmrs = [0.0, 1e-3, 0.05, 0.5]
+        ref = bench.erc_straightforward(sim, gen, q, fmrs)
+        for t, f in enumerate(fmrs):
+            c = erc_recomputed(sim, gen, q, f)
+            np.testing.assert_array_equal(c.fnmr, ref["fnmr"][t])
+            assert c.auc == ref["auc"][t] or (np.isnan(c.auc) and np.isnan(ref["auc"][t]))
 
 
 def test_quality_buckets_follow_the_stable_order():

@@ -110,9 +110,9 @@ def test_serfiq_range_determinism_batching(r18, faces):
     assert not np.allclose(q, fb.get_method("serfiq", fr_model=r18, T=10, seed=4).score(ims), rtol=1e-9)
 
 
-def test_serfiq_is_exactly_one_without_dropout(r18, faces):
+def test_serfiq_is_one_without_dropout(r18, faces):
     q = fb.get_method("serfiq", fr_model=r18, T=5, p=0.0).score(faces[:3])
-    assert np.array_equal(q, np.ones(3))
+    np.testing.assert_allclose(q, np.ones(3), rtol=0, atol=1e-6)  # float rounding varies with thread count
 
 
 def test_serfiq_hand_computed_distance(r18, faces):

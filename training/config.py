@@ -53,7 +53,76 @@ def apply_overrides(cfg: dict[str, Any], items: list[str] | None) -> dict[str, A
             raise FiqaError(
                 f"--set {key}: unknown config key in {cfg.get('config_file')}. Known keys: {known}"
             )
-        cfg[key] = parse_value(value.strip())
+        new = parse_value(value.strip())
+        _check_type(cfg, key, cfg[key], new, f"--set {key}={value.strip()}")
+        cfg[key] = new
+    return cfg
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list, e.g. [8, 14]"
+    return "text"
+
+
+def _check_type(cfg: dict[str, Any], key: str, old: Any, new: Any, where: str) -> None:
+    """An override keeps the type of the config file's value (an int where a float stood is fine)."""
+    if old is None or isinstance(old, str):
+        return
+    ok = isinstance(new, bool) if isinstance(old, bool) else (
+        isinstance(new, int | float) and not isinstance(new, bool) and (isinstance(old, float) or isinstance(new, int))
+    ) if isinstance(old, int | float) else isinstance(new, type(old))  # fmt: skip
+    if not ok:
+        raise FiqaError(
+            f"{where}: expected {_kind(old)}{' (an integer)' if isinstance(old, int) and not isinstance(old, bool) else ''}, "
+            f"as in {Path(str(cfg.get('config_file', 'the config'))).name} ({key} = {old!r})."
+        )
+
+
+# Smallest allowed value of each numeric key (one-line error before any work; None = no bound).
+MINIMUM: dict[str, tuple[float, bool]] = {  # key -> (bound, strict)
+    "batch_size": (1, False),
+    "workers": (0, False),
+    "epochs": (1, False),
+    "lr": (0, True),
+    "lr_batch": (1, False),
+    "num_classes": (0, False),
+    "max_steps": (0, False),
+    "embedding_size": (1, False),
+    "image_size": (16, False),
+    "log_every": (1, False),
+    "checkpoint_every": (0, False),
+    "keep_checkpoints": (1, False),
+    "verify_every": (0, False),
+    "dropout": (0, False),
+    "s": (0, True),
+    "alpha": (0, False),
+    "beta": (0, True),
+    "clip_grad_norm": (0, False),
+    "weight_decay": (0, False),
+    "momentum": (0, False),
+    "backbone_lr_scale": (0, False),
+    "epoch_checkpoint_every": (1, False),
+}
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Ranges of the numeric keys after every override and flag: FiqaError naming key, value and bound."""
+    for key, (bound, strict) in MINIMUM.items():
+        if key not in cfg:
+            continue
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise FiqaError(f"training config: {key} = {v!r} must be a number.")
+        if v < bound or (strict and v == bound):
+            rel = ">" if strict else ">="
+            raise FiqaError(f"training config: {key} = {v!r} must be {rel} {bound:g} (set it with --set {key}=VALUE or its flag).")
+    if "dropout" in cfg and not 0 <= cfg["dropout"] < 1:
+        raise FiqaError(f"training config: dropout = {cfg['dropout']!r} must be in [0, 1).")
     return cfg
 
 

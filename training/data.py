@@ -10,15 +10,16 @@ number of DataLoader workers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from fiqa_bench.errors import DataFormatError, MissingDataError
-from fiqa_bench.faces import decode_rgb
+from fiqa_bench.input_checks import decode_checked, read_image_file
 
 from .recordio import RecordIOReader
 
@@ -41,6 +42,9 @@ def _split(item: int | tuple[int, bool]) -> tuple[int, bool]:
     if isinstance(item, tuple):
         return int(item[0]), bool(item[1])
     return int(item), False
+
+
+T = TypeVar("T")
 
 
 class RecordIOFaceDataset(Dataset):
@@ -66,11 +70,17 @@ class RecordIOFaceDataset(Dataset):
         prop = folder / "property"
         if prop.is_file():
             try:
-                return int(prop.read_text().split(",")[0])
+                n = int(prop.read_text().split(",")[0])
             except ValueError:
                 raise DataFormatError(
                     prop, "expected 'num_classes,height,width'", "rewrite the property file"
                 ) from None
+            if n < max(n_ident, 1):
+                raise DataFormatError(
+                    prop, f"says {n} classes but {self.reader.rec_path.name} holds {n_ident} identity records",
+                    f"write {n_ident} as its first number (or delete it: the count is then read from the data)",
+                )
+            return n
         if n_ident > 0:
             return n_ident
         # No metadata: read every header once (slow for millions of images, exact).
@@ -86,10 +96,10 @@ class RecordIOFaceDataset(Dataset):
         index, flip = _split(item)
         key = int(self.keys[index])
         header, data = self.reader.unpack(key)
-        rgb = decode_rgb(data)
+        rgb, why = decode_checked(data)
         if rgb is None:
             raise DataFormatError(
-                self.reader.rec_path, f"record key {key} holds no decodable image", "pack the set again"
+                self.reader.rec_path, f"record key {key} holds no decodable image: it {why}", "pack the set again"
             )
         if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
@@ -134,9 +144,9 @@ class FolderFaceDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
         index, flip = _split(item)
         path = self.paths[index]
-        rgb = decode_rgb(path.read_bytes())
+        rgb, why = read_image_file(path)
         if rgb is None:
-            raise DataFormatError(path, "not a decodable image", "remove or replace the file")
+            raise DataFormatError(path, why, "remove or replace the file")
         if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
                 path,
@@ -264,3 +274,31 @@ def data_fingerprint(data: str) -> str:
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
             h.update(f"{p.relative_to(path).as_posix()}\t{p.stat().st_size}\n".encode())
     return h.hexdigest()[:20]
+
+
+def worker_errors(loader: Iterable[T]) -> Iterator[T]:
+    """Iterate a DataLoader, turning a user error raised in a worker process back into one line.
+
+    PyTorch re-raises a worker's exception as ``RuntimeError("Caught DataFormatError in DataLoader worker
+    process 0. Original Traceback ...")`` when the exception cannot be rebuilt from one string (ours take
+    path, problem, fix): the user would see two tracebacks instead of the file and the fix. Raises
+    FiqaError with the original one-line message; any other error passes through unchanged."""
+    import re
+
+    from fiqa_bench import errors
+
+    it = iter(loader)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except RuntimeError as exc:
+            text = str(exc)
+            m = re.match(r"Caught (\w+) in DataLoader worker", text)
+            cls = getattr(errors, m.group(1), None) if m else None
+            if not (isinstance(cls, type) and issubclass(cls, errors.FiqaError)):
+                raise
+            last = text.rstrip().splitlines()[-1]
+            raise errors.FiqaError(last.split(": ", 1)[1] if last.startswith("fiqa_bench.errors.") else last) from None
+        yield item

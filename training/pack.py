@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--min-images", type=int, default=1, help="skip identities with fewer usable images (default: 1)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--skip-bad", action="store_true",
+        help="leave out empty or undecodable images (listed in OUT/pack_skipped.txt) instead of stopping",
+    )
 
 
 def encode(rgb, fmt: str = "jpg", quality: int = 95) -> bytes:  # noqa: ANN001 - numpy array
@@ -50,13 +54,16 @@ def pack_folder(
     quality: int = 95,
     min_images: int = 1,
     progress: bool = True,
+    skip_bad: bool = False,
 ) -> dict[str, int]:
-    """Pack the tree; returns counts (images, classes, skipped)."""
+    """Pack the tree; returns counts (images, classes, skipped). An empty, unreadable or undecodable
+    image raises DataFormatError naming it, unless ``skip_bad`` (then it is listed in pack_skipped.txt)."""
     from tqdm import tqdm
 
     from fiqa_bench.errors import DataFormatError, MissingDataError
-    from fiqa_bench.faces import YuNetDetector, decode_rgb
+    from fiqa_bench.faces import YuNetDetector
     from fiqa_bench.faces import align as align_face
+    from fiqa_bench.input_checks import read_image_file
 
     from .recordio import write_insightface_rec
 
@@ -82,9 +89,13 @@ def pack_folder(
         encoded = []
         for path in paths:
             bar.update(1)
-            rgb = decode_rgb(path.read_bytes())
+            rgb, why = read_image_file(path)
             if rgb is None:
-                skipped.append(f"{path}\tundecodable")
+                if not skip_bad:
+                    raise DataFormatError(
+                        path, why, "replace or remove the image, or pass --skip-bad to leave it out (listed in pack_skipped.txt)"
+                    )
+                skipped.append(f"{path}\tundecodable: {why}")
                 continue
             if detector is not None:
                 rgb, _ = align_face(rgb, detector)
@@ -124,6 +135,7 @@ def main(args: argparse.Namespace) -> int:
         quality=args.quality,
         min_images=args.min_images,
         progress=not args.quiet,
+        skip_bad=args.skip_bad,
     )
     print(
         f"packed {counts['images']} images of {counts['classes']} identities into {args.out}/train.rec "

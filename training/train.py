@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers per process")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
-    p.add_argument("--resume", help="a <step>state.pt file, or 'auto' = the latest one in --out")
+    p.add_argument("--resume", help="a <step>state.pt file, or 'auto' = the latest readable one in --out (a damaged newer one is reported and skipped)")
     p.add_argument(
         "--verify-dir", help="folder holding <name>.bin verification sets (default: the data folder)"
     )
@@ -97,7 +98,9 @@ def build_config(args: argparse.Namespace) -> dict[str, Any]:
         raise FiqaError(
             "fiqa-bench train: no training data; pass --data DIR (train.rec/train.idx or image folders)"
         )
-    return cfg
+    from .config import validate_config
+
+    return validate_config(cfg)
 
 
 def build_backbone(cfg: dict[str, Any]) -> Any:
@@ -190,14 +193,20 @@ def _atomic_save(obj: Any, path: Path) -> None:
     import torch
 
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed save (full disk) leaves no temporary file
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _rng_state(device: Any) -> dict[str, Any]:
@@ -217,9 +226,52 @@ def _set_rng_state(state: dict[str, Any], device: Any) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+STATE_NAME = re.compile(r"^(\d+)state\.pt$")
+STATE_KEYS = ("backbone", "head", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng", "world_size", "batch_size")
+
+
+def state_files(out: Path) -> list[Path]:
+    """``<step>state.pt`` files in ``out``, newest step first; other names (``beststate.pt``,
+    temporary files) are not states and are ignored."""
+    found = [(int(m.group(1)), p) for p in out.glob("*state.pt") if (m := STATE_NAME.match(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 def find_latest_state(out: Path) -> Path | None:
-    states = sorted(out.glob("*state.pt"), key=lambda p: int(p.name.removesuffix("state.pt") or -1))
-    return states[-1] if states else None
+    states = state_files(out)
+    return states[0] if states else None
+
+
+def load_resume_state(resume: str, out: Path, device: Any) -> tuple[dict[str, Any], Path]:
+    """The training state to resume from and its file. ``resume="auto"``: the newest readable
+    ``<step>state.pt`` in ``out``; a truncated or corrupt newer one is reported in one line and the
+    previous one is used. A named file that cannot be read is a CheckpointError."""
+    import torch
+
+    auto = resume == "auto"
+    candidates = state_files(out) if auto else [Path(resume)]
+    if not candidates or not candidates[0].is_file():
+        raise CheckpointError(f"--resume {resume}: no <step>state.pt found{' in ' + str(out) if auto else ''}")
+    problems = []
+    for path in candidates:
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+                raise ValueError("not a fiqa-bench training state (keys missing)")
+        except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damage
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+            if not auto:
+                raise CheckpointError(
+                    f"{path}: cannot be read as a training state ({why}); it is truncated or corrupt. "
+                    "Fix: resume from an earlier <step>state.pt, or use --resume auto."
+                ) from None
+            problems.append(f"{path.name} ({why})")
+            log.warning("resume: %s is truncated or corrupt (%s); falling back to the previous state", path, why)
+            continue
+        return state, path
+    raise CheckpointError(
+        f"--resume auto: no readable <step>state.pt in {out}: {'; '.join(problems)}. Fix: start without --resume."
+    )
 
 
 def metadata(
@@ -273,7 +325,7 @@ def train(
     from tqdm import tqdm
 
     from .config import lr_multiplier, scaled_lr
-    from .data import FlipSampler, batches_per_epoch, build_dataset, data_fingerprint
+    from .data import FlipSampler, batches_per_epoch, build_dataset, data_fingerprint, worker_errors
     from .loss import CRFIQAHead
 
     dist_env = Distributed(device_arg)
@@ -285,6 +337,11 @@ def train(
 
     dataset = build_dataset(str(cfg["data"]), int(cfg.get("image_size", 112)), seed)
     num_classes = int(cfg["num_classes"]) or int(dataset.num_classes)
+    if num_classes < int(dataset.num_classes):  # labels >= num_classes would fail deep inside the loss
+        raise FiqaError(
+            f"{cfg['data']}: num_classes {num_classes} is below the {dataset.num_classes} identities the data "
+            "holds; drop --num-classes (0 = from the data) or set it to at least that."
+        )
     extra_meta: dict[str, Any] = {"data_fingerprint": data_fingerprint(str(cfg["data"]))}
     # Same initial weights on every rank (DDP would broadcast rank 0's anyway), then per-rank streams.
     torch.manual_seed(seed)
@@ -331,12 +388,7 @@ def train(
 
     step, start_epoch, batch_in_epoch = 0, 0, 0
     if resume:
-        state_path = find_latest_state(out) if resume == "auto" else Path(resume)
-        if state_path is None or not state_path.is_file():
-            raise CheckpointError(
-                f"--resume {resume}: no <step>state.pt found{' in ' + str(out) if resume == 'auto' else ''}"
-            )
-        state = torch.load(state_path, map_location=device, weights_only=True)
+        state, state_path = load_resume_state(resume, out, device)
         if state.get("world_size") != dist_env.world_size or state.get("batch_size") != int(
             cfg["batch_size"]
         ):
@@ -496,7 +548,7 @@ def train(
         )
         batch = first
         t0, seen = time.perf_counter(), 0
-        for images, labels in loader:
+        for images, labels in worker_errors(loader):  # a worker's DataFormatError stays one line
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             if adapt is not None:

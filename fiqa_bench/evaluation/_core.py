@@ -11,7 +11,8 @@ not accepted (similarity <= threshold) is a false non-match.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ def reject_counts(fractions: np.ndarray, n: int) -> np.ndarray:
     return np.floor(np.round(np.asarray(fractions, dtype=np.float64) * n, 6)).astype(np.int64)
 
 
-def quality_buckets(q: np.ndarray, ks: np.ndarray) -> np.ndarray:
+def quality_buckets(q: np.ndarray, ks: np.ndarray, srt: np.ndarray | None = None) -> np.ndarray:
     """bucket[p] = how many reject counts k in ``ks`` leave pair p kept, i.e. have p at a position >= k
     of the protocol's order (quality ascending, ties in original pair index order: a stable sort).
     So pair p remains at reject fraction i  <=>  bucket[p] > i. One byte per pair (two beyond 254 counts).
@@ -101,9 +102,9 @@ def quality_buckets(q: np.ndarray, ks: np.ndarray) -> np.ndarray:
     No argsort: one value sort gives the quality at each cut; a pair is at or past cut k exactly when
     its quality is >= that value, except inside a run of tied qualities that the cut splits, where the
     run's first pairs by index stay below it. One vectorised comparison per cut is ~4x faster than
-    the stable argsort it replaces.
+    the stable argsort it replaces. ``srt``: ``np.sort(q)`` when the caller has it already.
     """
-    srt = np.sort(q)
+    srt = np.sort(q) if srt is None else srt
     bucket = np.zeros(len(q), dtype=np.uint8 if len(ks) < 255 else np.uint16)
     passed = np.empty(len(q), dtype=bool)
     passed_int = passed.view(np.uint8)  # adding the bytes skips a bool -> integer cast per element
@@ -128,6 +129,7 @@ class Scores:
     gen_asc: np.ndarray  # pair indices of genuine pairs, least similar first
     gen_sorted: np.ndarray  # their similarity, ascending
     gen_idx: np.ndarray  # pair indices of genuine pairs, ascending
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # orders other protocols build once
 
     @property
     def n(self) -> int:

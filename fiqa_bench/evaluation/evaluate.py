@@ -7,22 +7,26 @@ import os
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from . import edc_rules, erc_rules, verification  # noqa: F401  (register the protocols)
 from ._core import (
     DEFAULT_DISCARD_LIMIT,
-    DEFAULT_REJECT_FRACTIONS,
     EvaluationError,
     Scores,
+    check_fmrs,
+    check_fractions,
     check_pairs,
     check_quality,
-    nearest_fmr_thresholds,
 )
+from .edc_rules import check_limits, check_starting_errors
+from .erc_rules import magface_decades
 from .points import CurvePoints
-from .protocols import edc_note, erc_note
-from .stats import Setup, method_arrays, percentile_ci, run_bootstrap, step_values
+from .registry import DEFAULT_PROTOCOLS, Context, Entry, get_protocol, parse_protocols
+from .stats import percentile_ci, resamples
 
 EDC_MAX_POINTS = 501  # curves.csv gets the exact EDC steps up to this many, else a 501-point grid
 
@@ -33,7 +37,9 @@ def pair_quality(image_quality: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.
     return np.minimum(q[np.asarray(a)], q[np.asarray(b)])
 
 
-def normalised_pair_rows(emb: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def normalised_pair_rows(
+    emb: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Checked inputs of a pair-similarity computation: (L2-normalised rows, a, b, pairs per chunk of
     about 64 MB of gathered rows). Shared by the NumPy path here and the GPU path (fiqa_bench.similarity)."""
     e = np.asarray(emb)
@@ -43,17 +49,23 @@ def normalised_pair_rows(emb: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple
         e = e.astype(np.float32)
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.ndim != 1:
-        raise EvaluationError(f"pair index arrays must be 1-D and of equal length, got {a.shape} and {b.shape}")
+        raise EvaluationError(
+            f"pair index arrays must be 1-D and of equal length, got {a.shape} and {b.shape}"
+        )
     if len(a) and (min(a.min(), b.min()) < 0 or max(a.max(), b.max()) >= len(e)):
         raise EvaluationError(f"pair indices out of range for {len(e)} embeddings")
     norms = np.linalg.norm(e, axis=1, keepdims=True)
     bad = ~(np.isfinite(norms[:, 0]) & (norms[:, 0] > 0))
     if bad.any():
-        raise EvaluationError(f"{int(bad.sum())} embedding(s) have zero or non-finite norm (first: row {int(np.argmax(bad))})")
+        raise EvaluationError(
+            f"{int(bad.sum())} embedding(s) have zero or non-finite norm (first: row {int(np.argmax(bad))})"
+        )
     return e / norms, a, b, (1 << 24) // max(1, e.shape[1])
 
 
-def cosine_similarity_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
+def cosine_similarity_pairs(
+    emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1_000_000
+) -> np.ndarray:
     """Cosine similarity of embedding rows a[i] and b[i], as float64.
 
     Rows are L2-normalised once; the dot products run over slices of at most ``chunk`` pairs (and at
@@ -67,134 +79,170 @@ def cosine_similarity_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk
     return out
 
 
+ROW_COLUMNS = (
+    "method",
+    "protocol",
+    "kind",
+    "fmr",
+    "starting_error",
+    "discard_limit",
+    "reject_max",
+    "auc",
+    "pauc_minus_best",
+    "pauc_normalised",
+    "accuracy",
+    "accuracy_std",
+    "ci_low",
+    "ci_high",
+    "n_pairs",
+    "n_genuine",
+    "n_impostor",
+    "fmr_resolvable",
+    "achieved_fmr",
+    "threshold",
+    "fnmr_at_0",
+    "error_at_0",
+    "split_tie_share",
+    "normalised",
+    "n_folds",
+    "n_bootstrap",
+    "note",
+)
+
+
 def evaluate(
     similarity: np.ndarray,
     genuine: np.ndarray,
     qualities: Mapping[str, np.ndarray],
-    fmrs: Sequence[float],
+    fmrs: Sequence[float] | float,
     *,
+    protocols: str | Sequence[str] | None = None,
     folds: np.ndarray | None = None,
     bootstrap: int = 0,
     seed: int = 0,
     discard_limit: float = DEFAULT_DISCARD_LIMIT,
-    fractions: np.ndarray = DEFAULT_REJECT_FRACTIONS,
+    discard_limits: Sequence[float] | None = None,
+    starting_error: float | Sequence[float] | None = None,
+    fractions: np.ndarray | None = None,
     normalised: bool = False,
+    n_folds: int = 10,
     progress: bool = False,
     threads: int | None = None,
 ) -> tuple[list[dict[str, Any]], CurvePoints]:
-    """ERC (recomputed threshold) and EDC (fixed threshold) for every method and FMR target.
+    """Every quality method under every selected protocol (see the package docstring for the API).
 
-    Methods are evaluated ``threads`` at a time (default: the CPUs this process may use, at most 8;
-    NumPy's sorts and gathers release the GIL), with identical results in the same order.
+    ``protocols``: registry names (``protocol_names()``), a comma string or a list; default
+    ``DEFAULT_PROTOCOLS`` = erc, edc. ``qualities`` maps method name -> PAIR quality (N, float, higher =
+    better); ``similarity`` (N, float, higher = more alike) and ``genuine`` (N, bool) are shared.
+    ``discard_limits`` (EDC pAUC limits, one row each) overrides the single ``discard_limit``;
+    ``starting_error`` (one or several, in [0, 1]) fixes the EDC thresholds from Schlett's quantile rule
+    instead of the FMR targets; ``fractions`` (default: each ERC protocol's own schedule) overrides the
+    reject fractions; ``normalised`` makes EDC ``auc`` the pAUC minus the theoretical best;
+    ``n_folds``: verification folds. Methods run ``threads`` at a time (default: CPUs, at most 8) with
+    identical results in the same order; without bootstrap the qualities are read one at a time.
 
-    ``qualities`` maps method name -> PAIR quality (higher = better). Without bootstrap the methods
-    are read one at a time, so a lazy mapping keeps memory at one method's arrays.
-
-    Returns (rows, curve points). Row keys: method, protocol, fmr, auc, ci_low, ci_high (NaN without
-    bootstrap), n_pairs, n_genuine, n_impostor, fmr_resolvable, achieved_fmr, threshold, fnmr_at_0,
-    reject_max (ERC; NaN for EDC), discard_limit (EDC; NaN for ERC), normalised (EDC pAUC minus the
-    ideal curve's area), n_bootstrap, note. Curve points (``CurvePoints``: column blocks; ``to_frame()``
-    for the table, iteration for one dict per point): method, protocol, fmr, fraction, fnmr
-    (+ fnmr_lo, fnmr_hi: pointwise 2.5/97.5 percentiles when bootstrap > 0). ERC points are the
-    reject fractions; EDC points are the curve's steps (read them as a step function, "steps-post"),
-    or a 501-point grid of the step function when it has more steps than that.
+    Returns (rows, curve points). One row per method x protocol x parameter set (FMR target or
+    starting error, and discard limit for EDC), in that order, then one row per verification protocol
+    (method ""); keys ``ROW_COLUMNS`` (NaN where a column does not apply). Curve points: one block per
+    curve (method, protocol, kind, fmr, starting_error, fraction, fnmr = the protocol's error; + fnmr_lo/
+    fnmr_hi with bootstrap). EDC points are the curve's steps (read "steps-post") or a 501-point grid of
+    the step function when it has more steps. Raises EvaluationError on bad inputs or parameters.
     """
     sim, gen = check_pairs(similarity, genuine)
-    setup = Setup.make(fmrs, fractions, discard_limit, normalised)
+    names = parse_protocols(protocols, DEFAULT_PROTOCOLS)
     if bootstrap < 0:
         raise EvaluationError(f"bootstrap must be >= 0, got {bootstrap}")
+    limits = check_limits(discard_limits if discard_limits is not None else (discard_limit,))
     sc = Scores.build(sim, gen, checked=True)
-    edc_thr = nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
-    names = list(qualities)
+    ctx = Context(
+        sc=sc,
+        fmrs=check_fmrs(fmrs),
+        fractions=check_fractions(fractions) if fractions is not None else None,
+        discard_limits=limits,
+        starting_errors=check_starting_errors(starting_error),
+        normalised=bool(normalised),
+        n_folds=int(n_folds),
+        edc_max_points=EDC_MAX_POINTS,
+        folds=None if folds is None else np.asarray(folds),
+    )
+    if "erc_magface" in names:
+        magface_decades(ctx.fmrs)
+    per_method = [get_protocol(n) for n in names if get_protocol(n).kind != "verification"]
+    accuracy_protos = [get_protocol(n) for n in names if get_protocol(n).kind == "verification"]
+    base = {"n_pairs": sc.n, "n_genuine": sc.n_gen, "n_impostor": sc.n_imp, "n_bootstrap": int(bootstrap)}
     rows: list[dict[str, Any]] = []
     points = CurvePoints()
-    edc_at: list[np.ndarray] = []
     kept: list[np.ndarray] = []
-    base = {"n_pairs": sc.n, "n_genuine": sc.n_gen, "n_impostor": sc.n_imp, "n_bootstrap": int(bootstrap)}
-    nan = float("nan")
-    for name, q, (erc, edc) in _method_arrays_in_threads(sc, qualities, names, setup, edc_thr, threads):
+    edc_at: list[dict[str, np.ndarray]] = []  # per method: each EDC protocol's curve points
+    method_names = list(qualities)
+    for name, q, results in _results_in_threads(ctx, qualities, method_names, per_method, threads):
         if bootstrap:
             kept.append(q)
-        at = edc.at
+        at: dict[str, np.ndarray] = {}
+        for proto, entries in zip(per_method, results, strict=True):
+            for e in entries:
+                rows.append(_row(name, proto, e, base, ctx))
+                if e.curve is not None:
+                    points.add(name, proto.name, e.params["fmr"], e.curve[0], e.curve[1])
+                    points.blocks[-1].kind = proto.kind
+                    points.blocks[-1].starting_error = e.params["starting_error"]
+                    if proto.kind == "edc":
+                        at[proto.name] = e.curve[0]
         edc_at.append(at)
-        edc_on = step_values(edc.x, edc.fnmr, at)
-        for t, f in enumerate(setup.fmrs):
-            f = float(f)
-            resolvable = bool(f * sc.n_imp >= 1)
-            a_erc = float(erc.accepted0[t] / erc.n_imp[0]) if erc.n_imp[0] else nan
-            a_edc = float(edc.accepted[t] / sc.n_imp)
-            common = {"method": name, "fmr": f, "ci_low": nan, "ci_high": nan, **base, "fmr_resolvable": resolvable}
-            rows.append(
-                {
-                    **common,
-                    "protocol": "ERC",
-                    "auc": float(erc.auc[t]),
-                    "achieved_fmr": a_erc,
-                    "threshold": float(erc.threshold0[t]),
-                    "fnmr_at_0": float(erc.fnmr[t, 0]),
-                    "reject_max": float(setup.fractions[-1]),
-                    "discard_limit": nan,
-                    "normalised": False,
-                    "note": erc_note(f, erc.n_imp, erc.n_gen, setup.fractions, a_erc),
-                }
-            )
-            rows.append(
-                {
-                    **common,
-                    "protocol": "EDC",
-                    "auc": float(edc.auc[t]),
-                    "achieved_fmr": a_edc,
-                    "threshold": float(edc.threshold[t]),
-                    "fnmr_at_0": float(edc.fnmr[t, 0]),
-                    "reject_max": nan,
-                    "discard_limit": setup.discard_limit,
-                    "normalised": setup.normalised,
-                    "note": edc_note(f, sc.n_imp, a_edc, None),
-                }
-            )
-            points.add(name, "ERC", f, setup.fractions, erc.fnmr[t])
-            points.add(name, "EDC", f, at, edc_on[t])
-        del q
-    if bootstrap and names:
-        _add_bootstrap(rows, points, sim, gen, kept, setup, folds, bootstrap, seed, edc_at, progress)
+    if bootstrap and method_names and per_method:
+        _add_bootstrap(rows, points, ctx, per_method, kept, folds, bootstrap, seed, edc_at, progress)
+    for proto in accuracy_protos:
+        for e in proto.runner(ctx, None):
+            rows.append(_row("", proto, e, base, ctx))
     return rows, points
 
 
-def default_threads() -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(8, cpus))
+def _row(method: str, proto: Any, e: Entry, base: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    nan = float("nan")
+    row: dict[str, Any] = dict.fromkeys(ROW_COLUMNS, nan)
+    row.update(base)
+    row.update(
+        method=method,
+        protocol=proto.name,
+        kind=proto.kind,
+        auc=e.auc,
+        note="",
+        split_tie_share=0.0,
+        normalised=bool(ctx.normalised) if proto.kind == "edc" else False,
+        fmr_resolvable=True,
+        n_folds=nan,
+    )
+    row.update(e.params)
+    row.update(e.fields)
+    return row
 
 
-def _method_arrays_in_threads(
-    sc: Scores,
+def _results_in_threads(
+    ctx: Context,
     qualities: Mapping[str, np.ndarray],
     names: list[str],
-    setup: Setup,
-    edc_thr: tuple[np.ndarray, np.ndarray],
+    protos: list[Any],
     threads: int | None,
-) -> Iterator[tuple[str, np.ndarray, Any]]:
-    """(name, quality, (ERC, EDC arrays)) in the order of ``names``. Qualities are read here, in the
+) -> Iterator[tuple[str, np.ndarray, list[list[Entry]]]]:
+    """(name, quality, entries per protocol) in the order of ``names``. Qualities are read here, in the
     caller's thread (a lazy mapping need not be thread-safe), and at most ``threads`` methods are in
     flight, so memory stays at that many methods' arrays."""
     n_threads = default_threads() if threads is None else max(1, int(threads))
     n_threads = min(n_threads, max(1, len(names)))
 
-    def arrays(q: np.ndarray) -> Any:
-        return method_arrays(sc, q, setup, edc_thr, edc_max_points=EDC_MAX_POINTS)
+    def compute(q: np.ndarray) -> list[list[Entry]]:
+        return [p.runner(ctx, q) for p in protos]
 
     if n_threads == 1:
         for name in names:
-            q = check_quality(qualities[name], sc.n, f"quality {name!r}")
-            yield name, q, arrays(q)
+            q = check_quality(qualities[name], ctx.sc.n, f"quality {name!r}")
+            yield name, q, compute(q)
         return
     pending: deque[tuple[str, np.ndarray, Future[Any]]] = deque()
     with ThreadPoolExecutor(n_threads, thread_name_prefix="fiqa-eval") as pool:
         for name in names:
-            q = check_quality(qualities[name], sc.n, f"quality {name!r}")
-            pending.append((name, q, pool.submit(arrays, q)))
+            q = check_quality(qualities[name], ctx.sc.n, f"quality {name!r}")
+            pending.append((name, q, pool.submit(compute, q)))
             if len(pending) >= n_threads:
                 done_name, done_q, fut = pending.popleft()
                 yield done_name, done_q, fut.result()
@@ -206,35 +254,54 @@ def _method_arrays_in_threads(
 def _add_bootstrap(
     rows: list[dict[str, Any]],
     points: CurvePoints,
-    sim: np.ndarray,
-    gen: np.ndarray,
+    ctx: Context,
+    protos: list[Any],
     qualities: list[np.ndarray],
-    setup: Setup,
     folds: np.ndarray | None,
     n: int,
     seed: int,
-    edc_at: list[np.ndarray],
+    edc_at: list[dict[str, np.ndarray]],
     progress: bool,
 ) -> None:
-    res = run_bootstrap(sim, gen, qualities, setup, folds=folds, n=n, seed=seed, edc_at=edc_at, keep_curves=True, progress=progress)
-    assert res.erc_fnmr is not None and res.edc_fnmr is not None
-    n_t = len(setup.fmrs)
-    erc_lo, erc_hi = percentile_ci(res.erc_auc)  # methods x targets
-    edc_lo, edc_hi = percentile_ci(res.edc_auc)
-    band_erc = percentile_ci(res.erc_fnmr)  # methods x targets x fractions
-    # rows come as (method, target, ERC/EDC); point blocks as (method, target, ERC/EDC) too
-    i = 0
-    for m in range(len(qualities)):
-        band_edc = percentile_ci(res.edc_fnmr[m])  # targets x points
-        for t in range(n_t):
-            for k, (lo, hi, aucs) in enumerate(((erc_lo, erc_hi, res.erc_auc), (edc_lo, edc_hi, res.edc_auc))):
-                row = rows[i + k]
-                row["ci_low"], row["ci_high"] = float(lo[m, t]), float(hi[m, t])
-                undefined = int(np.count_nonzero(~np.isfinite(aucs[:, m, t])))
-                if undefined:
-                    extra = f"{undefined} of {n} bootstrap resamples undefined, left out of the interval"
-                    row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
-                block = points.blocks[i + k]
-                band = (band_erc[0][m, t], band_erc[1][m, t]) if k == 0 else (band_edc[0][t], band_edc[1][t])
-                block.fnmr_lo, block.fnmr_hi = (np.asarray(b, dtype=np.float64) for b in band)
-            i += 2
+    """Percentile intervals of every row's area and pointwise bands of every curve, from ``n`` resamples
+    drawn inside each (fold, genuine/impostor) stratum (``stats.resamples``: same seed, same resamples)."""
+    from tqdm.auto import tqdm
+
+    sim, gen = ctx.sc.sim, ctx.sc.genuine
+    n_rows = len(rows)
+    aucs = np.full((n, n_rows), np.nan)
+    curves: list[list[np.ndarray]] = [[] for _ in points.blocks]
+    it = resamples(gen, folds, n, seed)
+    for b, idx in enumerate(
+        tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
+    ):
+        sc_b = Scores.build(sim[idx], gen[idx], checked=True)
+        ctx_b = replace(ctx, sc=sc_b, folds=None)
+        r = b_curve = 0
+        for j, q in enumerate(qualities):
+            for proto in protos:
+                entries = proto.runner(ctx_b, q[idx], at=edc_at[j].get(proto.name))
+                for e in entries:
+                    aucs[b, r] = e.auc
+                    r += 1
+                    if e.curve is not None:
+                        curves[b_curve].append(e.curve[1].astype(np.float32))
+                        b_curve += 1
+    lo, hi = percentile_ci(aucs)
+    for r, row in enumerate(rows[:n_rows]):
+        row["ci_low"], row["ci_high"] = float(lo[r]), float(hi[r])
+        undefined = int(np.count_nonzero(~np.isfinite(aucs[:, r])))
+        if undefined:
+            extra = f"{undefined} of {n} bootstrap resamples undefined, left out of the interval"
+            row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
+    for block, ys in zip(points.blocks, curves, strict=True):
+        band = percentile_ci(np.stack(ys).astype(np.float64))
+        block.fnmr_lo, block.fnmr_hi = (np.asarray(v, dtype=np.float64) for v in band)
+
+
+def default_threads() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))

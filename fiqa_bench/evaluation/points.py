@@ -16,18 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BASE_COLUMNS = ("method", "protocol", "fmr", "fraction", "fnmr")
+BASE_COLUMNS = ("method", "protocol", "kind", "fmr", "starting_error", "fraction", "fnmr")
 
 
 @dataclass
 class CurveBlock:
     method: str
-    protocol: str  # "ERC" or "EDC"
+    protocol: str  # registry name (erc, erc_strict, edc, ...)
     fmr: float
     fraction: np.ndarray
-    fnmr: np.ndarray
+    fnmr: np.ndarray  # the protocol's error (FMR for edc_fm)
     fnmr_lo: np.ndarray | None = None  # pointwise bootstrap band, when there is one
     fnmr_hi: np.ndarray | None = None
+    kind: str = ""  # "erc" or "edc"
+    starting_error: float = float("nan")  # EDC threshold from a starting error (else NaN)
 
 
 class CurvePoints:
@@ -38,7 +40,15 @@ class CurvePoints:
         self.constants: dict[str, Any] = {}  # columns with one value for every point (dataset, fr_model)
 
     def add(self, method: str, protocol: str, fmr: float, fraction: np.ndarray, fnmr: np.ndarray) -> None:
-        self.blocks.append(CurveBlock(method, protocol, float(fmr), np.asarray(fraction, dtype=np.float64), np.asarray(fnmr, dtype=np.float64)))
+        self.blocks.append(
+            CurveBlock(
+                method,
+                protocol,
+                float(fmr),
+                np.asarray(fraction, dtype=np.float64),
+                np.asarray(fnmr, dtype=np.float64),
+            )
+        )
 
     def assign(self, **constants: Any) -> CurvePoints:
         """Set columns that have one value for every point; returns self."""
@@ -59,7 +69,9 @@ class CurvePoints:
         cols: dict[str, Any] = {
             "method": per_block([b.method for b in self.blocks], object),
             "protocol": per_block([b.protocol for b in self.blocks], object),
+            "kind": per_block([b.kind for b in self.blocks], object),
             "fmr": per_block([b.fmr for b in self.blocks], np.float64),
+            "starting_error": per_block([b.starting_error for b in self.blocks], np.float64),
             "fraction": joined([b.fraction for b in self.blocks]),
             "fnmr": joined([b.fnmr for b in self.blocks]),
         }
@@ -79,4 +91,7 @@ class CurvePoints:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cols = self.columns()
         names = list(cols)
-        yield from (dict(zip(names, row, strict=True)) for row in zip(*(np.asarray(cols[k]).tolist() for k in names), strict=True))
+        yield from (
+            dict(zip(names, row, strict=True))
+            for row in zip(*(np.asarray(cols[k]).tolist() for k in names), strict=True)
+        )

@@ -28,8 +28,6 @@ from ._core import (
     fmt_fmr,
     fnm_counts_rows,
     nearest_fmr_thresholds,
-    quality_buckets,
-    reject_counts,
     suffix_thresholds,
 )
 
@@ -121,22 +119,38 @@ def erc_recomputed(
     fmr: float,
     fractions: np.ndarray = DEFAULT_REJECT_FRACTIONS,
 ) -> Curve:
-    """ERC, threshold recomputed on the retained pairs (CR-FIQA / MagFace protocol).
+    """ERC of the ``erc_strict`` protocol (fiqa-bench's own rule) for one FMR target.
 
-    At reject fraction r the floor(r N) lowest-quality pairs are dropped (stable order: quality, then
-    pair index); on the remaining impostors the threshold whose FMR is nearest ``fmr`` is chosen
-    (candidates: the remaining impostor scores; accepted = strictly more similar; distance ties go to
-    the lower FMR; with tied impostor scores only FMRs at tie-block starts are achievable); FNMR =
-    remaining genuine pairs with similarity <= threshold / remaining genuine pairs. Where no genuine
-    pair remains, or no impostor (so no FMR can bound the threshold), FNMR is taken as 0 and the
-    note says from which fraction. AUC = trapezoid over the fractions, not normalised.
+    At reject fraction r the floor(r N) lowest-quality pairs are dropped; on the remaining impostors
+    the threshold whose FMR is nearest ``fmr`` is chosen (candidates: the remaining impostor scores;
+    accepted = strictly more similar; distance ties go to the lower FMR; with tied impostor scores only
+    FMRs at tie-block starts are achievable); FNMR = remaining genuine pairs with similarity <= threshold
+    / remaining genuine pairs. A cut that splits a block of tied qualities keeps each pair of the block
+    with the share of the block it keeps (``erc_rules``: order-independent). Where no genuine pair
+    remains, or no impostor, FNMR is taken as 0 and the note says from which fraction. AUC = trapezoid
+    over the fractions, not normalised. The CR-FIQA and MagFace rules: ``evaluate(protocols=...)``.
     """
+    from .erc_rules import run_erc_strict
+    from .registry import Context
+
     sc = Scores.build(similarity, genuine)
     q = check_quality(pair_quality, sc.n)
     fr = check_fractions(fractions)
     fmrs = check_fmrs(fmr)
-    res = erc_arrays(sc, quality_buckets(q, reject_counts(fr, sc.n)), fr, fmrs)
-    return erc_curve(res, 0, float(fmrs[0]), fr, sc)
+    (e,) = run_erc_strict(Context(sc, fmrs[:1], fr, (DEFAULT_DISCARD_LIMIT,), None), q)
+    return Curve(
+        protocol="ERC",
+        fmr=float(fmrs[0]),
+        fractions=fr,
+        fnmr=np.asarray(e.curve[1]) if e.curve else np.zeros(len(fr)),
+        auc=e.auc,
+        threshold=e.fields["threshold"],
+        achieved_fmr=e.fields["achieved_fmr"],
+        fmr_resolvable=e.fields["fmr_resolvable"],
+        note=e.fields["note"],
+        n_genuine=sc.n_gen,
+        n_impostor=sc.n_imp,
+    )
 
 
 def erc_curve(res: ErcArrays, t: int, fmr: float, fractions: np.ndarray, sc: Scores) -> Curve:
@@ -269,22 +283,6 @@ def stepwise_area(x: np.ndarray, e: np.ndarray, limit: float, normalised: bool =
     return float(stepwise_areas(x, np.asarray(e)[None, :], limit, normalised)[0])
 
 
-def starting_error_threshold(sc: Scores, starting_error: float) -> float:
-    """Threshold v whose FNMR #(genuine <= v) / n_genuine is nearest ``starting_error``.
-
-    Candidates: every genuine score, plus the value just below the lowest one (FNMR 0); distance ties
-    go to the lower FNMR. This is the discrete counterpart of taking a quantile of the genuine scores.
-    """
-    if not 0 <= starting_error <= 1:
-        raise EvaluationError(f"starting_error must lie in [0, 1], got {starting_error}")
-    gs = sc.gen_sorted
-    values = np.unique(gs)
-    counts = np.concatenate(([0], np.searchsorted(gs, values, side="right")))
-    cand = np.concatenate(([np.nextafter(values[0], gs.dtype.type(-np.inf))], values))
-    k = int(np.argmin(np.abs(counts - starting_error * len(gs))))
-    return float(cand[k])
-
-
 def edc_note(fmr: float, n_imp: int, achieved: float, starting_error: float | None) -> str:
     if starting_error is not None:
         return f"threshold fixed from starting error {starting_error:g} on the genuine scores; achieved FMR {achieved:.3g}"
@@ -306,8 +304,9 @@ def edc_fixed(
     """EDC, threshold fixed once on all pairs (Schlett et al. / ISO/IEC 29794-1 style).
 
     The threshold comes from ``fmr`` on all impostor scores (same rule as ERC at r = 0) or, when
-    ``starting_error`` is given, from the genuine scores (see ``starting_error_threshold``; ``fmr`` is
-    then ignored and reported as NaN). Discarding runs over the genuine pairs, lowest pair quality
+    ``starting_error`` is given, Schlett's rule: t = NumPy's linear quantile of the genuine scores at
+    the starting error and a genuine score < t is the error (``edc_rules``; ``fmr`` is then ignored and
+    reported as NaN). Discarding runs over the genuine pairs, lowest pair quality
     first, tied qualities together; the curve has one step per distinct quality and ends at (1, 0).
     ``auc`` is the stepwise pAUC over [0, discard_limit]; ``normalised=True`` subtracts the ideal
     curve's area max(0, e0 - x).
@@ -320,11 +319,13 @@ def edc_fixed(
         fmrs = check_fmrs(fmr)
         c, thr = nearest_fmr_thresholds(sc.imp_neg, fmrs)
         fmr_value = float(fmrs[0])
-    else:
-        v = sc.sim.dtype.type(starting_error_threshold(sc, float(starting_error)))
-        thr = np.array([v])
-        c = np.array([sc.n_imp - np.searchsorted(-sc.imp_neg[::-1], v, side="right")])
-        fmr_value = float("nan")
+    else:  # Schlett: t = NumPy's linear quantile of the genuine scores, error = score < t
+        from .edc_rules import check_starting_errors, fnm_thresholds
+
+        th = fnm_thresholds(sc, None, check_starting_errors(starting_error))
+        res = edc_arrays(sc, q, th.edge, th.accepted, float(discard_limit), normalised)
+        res.threshold = th.threshold
+        return edc_curve(res, 0, float("nan"), float(discard_limit), normalised, sc, starting_error)
     res = edc_arrays(sc, q, thr, c, float(discard_limit), normalised)
     return edc_curve(res, 0, fmr_value, float(discard_limit), normalised, sc, starting_error)
 

@@ -30,6 +30,7 @@ from ._core import (
     reject_counts,
 )
 from .protocols import EdcArrays, ErcArrays, edc_arrays, erc_arrays
+from .registry import Context, get_protocol
 
 
 @dataclass
@@ -64,9 +65,13 @@ def method_arrays(
     edc_max_points: int | None = None,
 ) -> tuple[ErcArrays, EdcArrays]:
     """ERC and EDC of one quality method on one score set (all FMR targets at once, one sort)."""
-    erc = erc_arrays(sc, quality_buckets(q, reject_counts(setup.fractions, sc.n)), setup.fractions, setup.fmrs)
+    erc = erc_arrays(
+        sc, quality_buckets(q, reject_counts(setup.fractions, sc.n)), setup.fractions, setup.fmrs
+    )
     c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
-    edc = edc_arrays(sc, q, thr, c, setup.discard_limit, setup.normalised, at=edc_at, max_points=edc_max_points)
+    edc = edc_arrays(
+        sc, q, thr, c, setup.discard_limit, setup.normalised, at=edc_at, max_points=edc_max_points
+    )
     return erc, edc
 
 
@@ -127,13 +132,21 @@ def run_bootstrap(
     erc_auc = np.full((n, m, t), np.nan)
     edc_auc = np.full((n, m, t), np.nan)
     erc_fnmr = np.full((n, m, t, f), np.nan, dtype=np.float32) if keep_curves else None
-    edc_fnmr = [np.full((n, t, len(a)), np.nan, dtype=np.float32) for a in edc_at] if keep_curves and edc_at else None
+    edc_fnmr = (
+        [np.full((n, t, len(a)), np.nan, dtype=np.float32) for a in edc_at]
+        if keep_curves and edc_at
+        else None
+    )
     it = resamples(genuine, folds, n, seed)
-    for b, idx in enumerate(tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)):
+    for b, idx in enumerate(
+        tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
+    ):
         sc = Scores.build(similarity[idx], genuine[idx], checked=True)
         edc_thr = nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
         for j, q in enumerate(qualities):
-            erc, edc = method_arrays(sc, q[idx], setup, edc_thr, edc_at=edc_at[j] if edc_at is not None else np.zeros(1))
+            erc, edc = method_arrays(
+                sc, q[idx], setup, edc_thr, edc_at=edc_at[j] if edc_at is not None else np.zeros(1)
+            )
             erc_auc[b, j] = erc.auc
             edc_auc[b, j] = edc.auc
             if erc_fnmr is not None:
@@ -153,11 +166,16 @@ def percentile_ci(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tup
     return lo, hi
 
 
-def _protocol_index(protocol: str) -> int:
-    p = protocol.upper()
-    if p not in ("ERC", "EDC"):
-        raise EvaluationError(f"protocol must be 'ERC' or 'EDC', got {protocol!r}")
-    return 0 if p == "ERC" else 1
+def _registered(protocol: str) -> str:
+    """A registry name, matched case-insensitively (reports show protocol names upper-case)."""
+    from .registry import protocol_names
+
+    names = protocol_names()
+    if protocol in names:
+        return protocol
+    if protocol.lower() in names:
+        return protocol.lower()
+    raise EvaluationError(f"unknown protocol {protocol!r}; known: {', '.join(names)}")
 
 
 def _single_fmr(fmr: float) -> np.ndarray:
@@ -165,6 +183,60 @@ def _single_fmr(fmr: float) -> np.ndarray:
     if len(f) != 1:
         raise EvaluationError("give one FMR target for a bootstrap of one curve")
     return f
+
+
+def _context(sc: Scores, fmr: float, kw: dict[str, object]) -> Context:
+    from .edc_rules import check_limits, check_starting_errors
+
+    limit = kw.get("discard_limit", DEFAULT_DISCARD_LIMIT)
+    fractions = kw.get("fractions")
+    return Context(
+        sc=sc,
+        fmrs=_single_fmr(fmr),
+        fractions=check_fractions(fractions) if fractions is not None else None,  # type: ignore[arg-type]
+        discard_limits=check_limits(limit),  # type: ignore[arg-type]
+        starting_errors=check_starting_errors(kw.get("starting_error")),  # type: ignore[arg-type]
+        normalised=bool(kw.get("normalised", False)),
+    )
+
+
+def _areas(
+    sim: np.ndarray,
+    gen: np.ndarray,
+    qs: list[np.ndarray],
+    protocol: str,
+    fmr: float,
+    folds: np.ndarray | None,
+    n: int,
+    seed: int,
+    kw: dict[str, object],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(point areas per method, resamples x methods areas) of the first row of ``protocol``."""
+    name = _registered(protocol)
+    proto = get_protocol(name)
+    if proto.kind == "verification":
+        raise EvaluationError(f"protocol {name!r} has no area to bootstrap (verification accuracy)")
+    if n < 1:
+        raise EvaluationError(f"bootstrap needs at least 1 resample, got {n}")
+    ctx = _context(Scores.build(sim, gen, checked=True), fmr, kw)
+    point = np.array([proto.runner(ctx, q)[0].auc for q in qs])
+    out = np.full((n, len(qs)), np.nan)
+    progress = bool(kw.get("progress", False))
+    it = resamples(gen, folds, n, seed)
+    for b, idx in enumerate(
+        tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
+    ):
+        ctx_b = Context(
+            Scores.build(sim[idx], gen[idx], checked=True),
+            ctx.fmrs,
+            ctx.fractions,
+            ctx.discard_limits,
+            ctx.starting_errors,
+            ctx.normalised,
+        )
+        for j, q in enumerate(qs):
+            out[b, j] = proto.runner(ctx_b, q[idx])[0].auc
+    return point, out
 
 
 def bootstrap_auc(
@@ -179,19 +251,18 @@ def bootstrap_auc(
     seed: int = 0,
     **kw: object,
 ) -> tuple[float, float, np.ndarray]:
-    """95% percentile interval of the ERC AUC / EDC pAUC and the ``n`` bootstrap values.
+    """95% percentile interval of the area of ``protocol`` (a registry name, any case) and the ``n``
+    bootstrap values.
 
-    Keywords: fractions, discard_limit, normalised (as for ``evaluate``), progress. Resamples in which
-    the area is undefined (NaN) are kept in the returned array and left out of the interval.
+    Keywords: fractions, discard_limit, starting_error, normalised (as for ``evaluate``), progress.
+    Resamples in which the area is undefined (NaN) are kept in the returned array and left out of the
+    interval. Same resamples as ``evaluate(..., bootstrap=n, seed=seed)``.
     """
     sim, gen = check_pairs(similarity, genuine)
     q = check_quality(pair_quality, len(sim))
-    k = _protocol_index(protocol)
-    setup = Setup.make(_single_fmr(fmr), **{a: kw[a] for a in ("fractions", "discard_limit", "normalised") if a in kw})  # type: ignore[arg-type]
-    res = run_bootstrap(sim, gen, [q], setup, folds=folds, n=n, seed=seed, progress=bool(kw.get("progress", False)))
-    aucs = (res.erc_auc if k == 0 else res.edc_auc)[:, 0, 0]
-    lo, hi = percentile_ci(aucs)
-    return float(lo), float(hi), aucs
+    _, aucs = _areas(sim, gen, [q], protocol, fmr, folds, n, seed, kw)
+    lo, hi = percentile_ci(aucs[:, 0])
+    return float(lo), float(hi), aucs[:, 0]
 
 
 def paired_bootstrap(
@@ -209,21 +280,17 @@ def paired_bootstrap(
 ) -> dict[str, float]:
     """Paired bootstrap of AUC(a) - AUC(b): both methods are evaluated on the same resamples.
 
-    Returns auc_a, auc_b (point estimates on all pairs), diff = auc_a - auc_b, ci_low/ci_high (95%
-    percentile interval of the resampled differences), p_value and n. Lower area = better method.
-    p_value is two-sided: 2 x min(share of differences <= 0, share >= 0), each share counted with
-    the usual +1 correction ((count + 1) / (n + 1)), capped at 1. Identical methods give 1; a method
-    better in every resample gives 2 / (n + 1).
+    ``protocol``: a registry name with an area (erc, erc_strict, erc_magface, edc, edc_fm; any case).
+    Returns auc_a, auc_b (point estimates on all pairs), diff = auc_a - auc_b,
+    ci_low/ci_high (95% percentile interval of the resampled differences), p_value and n. Lower area
+    = better method. p_value is two-sided: 2 x min(share of differences <= 0, share >= 0), each share
+    counted with the usual +1 correction ((count + 1) / (n + 1)), capped at 1. Identical methods give
+    1; a method better in every resample gives 2 / (n + 1).
     """
     sim, gen = check_pairs(similarity, genuine)
     qa = check_quality(quality_a, len(sim), "quality_a")
     qb = check_quality(quality_b, len(sim), "quality_b")
-    k = _protocol_index(protocol)
-    setup = Setup.make(_single_fmr(fmr), **{a: kw[a] for a in ("fractions", "discard_limit", "normalised") if a in kw})  # type: ignore[arg-type]
-    sc = Scores.build(sim, gen, checked=True)
-    point = [method_arrays(sc, q, setup)[k].auc[0] for q in (qa, qb)]
-    res = run_bootstrap(sim, gen, [qa, qb], setup, folds=folds, n=n, seed=seed, progress=bool(kw.get("progress", False)))
-    aucs = (res.erc_auc if k == 0 else res.edc_auc)[:, :, 0]
+    point, aucs = _areas(sim, gen, [qa, qb], protocol, fmr, folds, n, seed, kw)
     diff = aucs[:, 0] - aucs[:, 1]
     diff = diff[np.isfinite(diff)]
     nv = len(diff)
