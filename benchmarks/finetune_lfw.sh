@@ -5,7 +5,8 @@
 #   bash benchmarks/finetune_lfw.sh [WORK_DIR]          # default WORK_DIR: ./finetune-lfw (not committed)
 #
 # Environment: DATA (default ../shared/data), DEVICE (cpu | cuda; default cpu), PRECISION (fp32 | bf16;
-# default fp32), FULL_STEPS (full fine-tuning step cap, default 120), BOOTSTRAP (default 1000),
+# default fp32), FULL_STEPS / FULL_BATCH (full fine-tuning: step cap and batch, default 40 x 16: a
+# token run sized for a shared 2-core CPU; raise both on a GPU), BOOTSTRAP (default 1000),
 # FIQA (default .venv/bin/fiqa-bench if present, else fiqa-bench).
 # Steps (each skipped when its output exists, so an interrupted run resumes):
 #   1. pack --align: YuNet alignment of lfw_train (705 identities) -> train.rec/train.idx (as MS1MV2)
@@ -22,7 +23,8 @@ work="${1:-finetune-lfw}"
 data="${DATA:-../shared/data}"
 device="${DEVICE:-cpu}"
 precision="${PRECISION:-fp32}"
-full_steps="${FULL_STEPS:-120}"
+full_steps="${FULL_STEPS:-40}"
+full_batch="${FULL_BATCH:-16}"
 bootstrap="${BOOTSTRAP:-1000}"
 fiqa="${FIQA:-$( [ -x .venv/bin/fiqa-bench ] && echo .venv/bin/fiqa-bench || echo fiqa-bench)}"
 python="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}"
@@ -40,11 +42,11 @@ fi
 frozen_step="$(latest "$work/frozen")"
 frozen="$work/frozen/${frozen_step}backbone.pth"
 
-# 3. full fine-tuning (short: FULL_STEPS steps of batch 64)
+# 3. full fine-tuning (short: FULL_STEPS steps of FULL_BATCH images)
 if [ -z "$(latest "$work/full")" ]; then
   "$fiqa" train --config crfiqa_sface --data "$work/lfw_train_rec" --out "$work/full" \
     --set freeze_backbone=false --set "init_from=\"$work/frozen/${frozen_step}state.pt\"" \
-    --max-steps "$full_steps" --set checkpoint_every=20 --device "$device" --precision "$precision" --quiet
+    --max-steps "$full_steps" --batch-size "$full_batch" --set checkpoint_every=20 --device "$device" --precision "$precision" --quiet
 fi
 full="$work/full/$(latest "$work/full")backbone.pth"
 ln -sfn "$(realpath "$frozen")" "$work/crfiqa_sface_frozen.pth"
