@@ -7,7 +7,9 @@
 # Environment: DATA (default ../shared/data), DEVICE (cpu | cuda; default cpu), PRECISION (fp32 | bf16;
 # default fp32), FULL_STEPS / FULL_BATCH (full fine-tuning: step cap and batch, default 40 x 16: a
 # token run sized for a shared 2-core CPU; raise both on a GPU), BOOTSTRAP (default 1000),
-# FIQA (default .venv/bin/fiqa-bench if present, else fiqa-bench).
+# FIQA (default .venv/bin/fiqa-bench if present, else fiqa-bench), CACHE (embedding/quality cache of the
+# evaluation, default WORK_DIR/cache). On a crowded CPU, OMP_NUM_THREADS=1 is several times faster
+# (measured here: 2 threads on an oversubscribed 2-core machine spent most of their time waiting).
 # Steps (each skipped when its output exists, so an interrupted run resumes):
 #   1. pack --align: YuNet alignment of lfw_train (705 identities) -> train.rec/train.idx (as MS1MV2)
 #   2. frozen backbone: qs + ArcFace centres on SFace embeddings computed once (config crfiqa_sface)
@@ -57,7 +59,7 @@ ln -sfn "$(realpath "${full%.pth}.json")" "$work/crfiqa_sface_full.json"
 # 4. evaluation on the LFW folds (identity-disjoint from lfw_train)
 methods="random,face_norm,serfiq@sface_torch,crfiqa:$work/crfiqa_sface_frozen.pth,crfiqa:$work/crfiqa_sface_full.pth"
 "$fiqa" run --methods "$methods" --models sface,dlib_resnet --datasets lfw --data-root "$data" \
-  --fmr 1e-2 --bootstrap "$bootstrap" --device "$device" --out "$work/eval" --quiet
+  --fmr 1e-2 --bootstrap "$bootstrap" --device "$device" --cache-dir "${CACHE:-$work/cache}" --out "$work/eval" --quiet
 
 # 5. paired tests against random
 for m in "crfiqa:$work/crfiqa_sface_frozen.pth" "crfiqa:$work/crfiqa_sface_full.pth" face_norm serfiq@sface_torch; do

@@ -61,7 +61,7 @@ def test_frozen_head_learns_and_checkpoint_is_a_method(small_rec: Path, tmp_path
     from fiqa_bench.api import get_method
     from fiqa_bench.faces import decode_rgb
 
-    cfg = sface_cfg(small_rec, epochs=40, lr_steps=[30])
+    cfg = sface_cfg(small_rec, epochs=40, lr_steps=[30], epoch_checkpoint_every=40)
     summary = train(cfg, tmp_path, device_arg="cpu", progress=False)
     final = Path(summary["final"])
     cached = torch.load(next((tmp_path / "embedding_cache").glob("*.pt")), weights_only=True)
