@@ -35,4 +35,21 @@ step scoring 180 python benchmarks/bench_scoring.py --n 512 --n-large 256 --batc
 step torchrun_nccl 180 torchrun --standalone --nproc_per_node 1 -m fiqa_bench.training.train --config crfiqa_s \
   --data synthetic:4096:100 --out "$out/train_run" --max-steps 20 --batch-size 64 --precision bf16 --device cuda \
   --verify-every 0 --log-every 5
+# Training, issue 17 (UNVERIFIED on a GPU so far: written on a CPU-only machine).
+# 1) CR-FIQA(S) config: 200 steps of iResNet50 + qs at batch 128, bf16, on synthetic data (10,572 classes
+#    as CASIA-WebFace), timed by the trainer's own samples/s log.
+step crfiqa_s_200 300 python -m fiqa_bench.training.train --config crfiqa_s --data synthetic:25600:10572 \
+  --out "$out/crfiqa_s_200" --max-steps 200 --batch-size 128 --precision bf16 --device cuda --workers 8 \
+  --verify-every 0 --checkpoint-every 0 --log-every 20 --quiet
+# 2) the crfiqa_sface fine-tuning (frozen + full) on CUDA in bf16: throughput and peak memory of both modes
+#    on synthetic inputs, then, when the LFW folders are present beside the checkout, the whole
+#    benchmarks/finetune_lfw.sh sequence (pack, frozen, 200 full steps, run + compare on lfw).
+step finetune_bench 180 python benchmarks/bench_training.py --finetune --device cuda --precisions bf16 \
+  --batch 128 --classes 705 --steps 20 --warmup 5
+if [ -d ../shared/data/lfw_train ]; then
+  DEVICE=cuda PRECISION=bf16 FULL_STEPS=200 BOOTSTRAP=200 step finetune_lfw 600 \
+    bash benchmarks/finetune_lfw.sh "$out/finetune_lfw"
+else
+  echo "== finetune_lfw skipped: ../shared/data/lfw_train not on this machine"
+fi
 echo "done: $out"

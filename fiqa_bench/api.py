@@ -99,8 +99,11 @@ def run(
     """Score, embed, evaluate and report. Returns the tidy results table (pandas DataFrame).
 
     ``params`` are the run parameters of :class:`fiqa_bench.config.RunParams` (the same as the flags of
-    ``fiqa-bench run``: fmr, out, device, batch_size, workers, data_root, weights_dir, weights, options,
-    cache_dir, skip_bad, bootstrap, seed, report, progress); an unknown one raises FiqaError."""
+    ``fiqa-bench run``: fmr, protocols, discard_limit, starting_error, quality_scale, out, device,
+    batch_size, workers, data_root, weights_dir, weights, options, cache_dir, skip_bad, bootstrap, seed,
+    report, progress); an unknown one raises FiqaError. ``protocols``: evaluation protocol names;
+    ``discard_limit``: EDC pAUC limit(s); ``starting_error``: EDC starting error (Schlett's semantics);
+    ``quality_scale``: quality normalisation before evaluation. Every results row names its protocol."""
     from .config import RunParams
     from .pipeline import RunConfig, run_pipeline
 

@@ -42,14 +42,28 @@ def _print_table(results: object) -> None:
     if not isinstance(results, pd.DataFrame) or results.empty:
         print("no results")
         return
-    table = results.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc")
+    from .results import variant_column
+
+    shown = results.assign(
+        protocol=variant_column(results),  # protocol + parameters (e.g. each discard limit)
+        fmr=[f"{f:g}" if f == f else "-" for f in results["fmr"].astype(float)],  # '-': EDC from a starting error
+    )
+    areas = shown[shown["method"].notna() & shown["auc"].notna()]
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
-        print("AUC (lower is better; ERC = recomputed threshold, EDC = fixed threshold pAUC):")
-        print(table.to_string())
+        if len(areas):
+            table = areas.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc",
+                                      aggfunc="first")
+            print("AUC / pAUC per protocol (lower is better; the report names each protocol's rule):")
+            print(table.to_string())
+    if "accuracy" in results.columns:
+        for rec in results[results["accuracy"].notna()].to_dict("records"):
+            scores = rec.get("scores") if isinstance(rec.get("scores"), str) else "embeddings"
+            print(f"{rec['protocol']} ({rec['dataset']}, {rec['fr_model']}, {scores}): "
+                  f"{100 * rec['accuracy']:.2f}% ± {100 * rec.get('accuracy_std', float('nan')):.2f}")
 
 
 def _add_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets"])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets", "protocols"])
     p.add_argument("--data-root", help="folder holding the datasets")
     p.add_argument("--weights-dir", help="folder holding weight files")
 

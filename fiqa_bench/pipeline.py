@@ -8,7 +8,6 @@ resumes where it stopped and a second run recomputes nothing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import platform
 import sys
@@ -25,12 +24,12 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .build import build_dataset, build_fr_model, build_method, check_method_supports
-from .cache import Cache, atomic_save_npz, atomic_write_text, ensure_writable_dir, writing
+from .cache import Cache, ensure_writable_dir, writing
 from .config import RunParams, normalised
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
-from .naming import pairs_file_name
 from .preflight import preflight
+from .protocol_set import ProtocolRequest, evaluate_protocols
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, check_set_options, declared_only, parse_fmrs, parse_method_spec
 from .types import FRModel, LoadedDataset, Plugin, QualityMethod, Templates, method_kind, pair_quality_min
@@ -57,6 +56,7 @@ class RunConfig:
     out: Path
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
     methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
+    protocols: ProtocolRequest = field(default_factory=ProtocolRequest)  # --protocols, --discard-limit, ...
 
     def __getattr__(self, name: str) -> Any:
         if name == "params":  # not set yet (copy/pickle): no recursion
@@ -99,6 +99,7 @@ class RunConfig:
             out=Path(p.out or DEFAULT_OUT).expanduser(),
             not_available=not_available,
             methods_from_all=frozenset(from_all - set(split_list(p.methods))),
+            protocols=ProtocolRequest.from_user(p.protocols, p.discard_limit, p.starting_error, p.quality_scale),
         )
 
     def with_params(self, **changes: Any) -> RunConfig:
@@ -353,17 +354,25 @@ def _echo(msg: str, progress: bool) -> None:
     log.info(msg)
 
 
-def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]) -> dict[str, Producer]:
+def make_producers(
+    models: Mapping[str, FRModel], methods: Sequence[BoundMethod], flip_sum: bool = False
+) -> dict[str, Producer]:
     """One producer per FR model and per image-level method (embeddings-based and pair-level methods
     are derived from the embeddings afterwards). Labels and fingerprints name the cache slots, so every
-    process of a sharded run must build them here."""
+    process of a sharded run must build them here. ``flip_sum``: also the embeddings of the mirrored
+    images ("mirror:<model>", see :func:`flip_sum_embeddings`) for models that do not flip already."""
     producers: dict[str, Producer] = {}
     for name, model in models.items():
         width = getattr(model, "embedding_size", None) or model.card.embedding_size
+        row_shape = (int(width),) if isinstance(width, int) else None
         producers[f"emb:{name}"] = Producer(
-            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im),
-            row_shape=(int(width),) if isinstance(width, int) else None,
+            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im), row_shape=row_shape,
         )
+        if flip_sum and getattr(model, "flip_mode", "none") == "none":
+            producers[f"mirror:{name}"] = Producer(
+                f"{name}+mirror", "embedding", f"{model.fingerprint()}|mirror",
+                lambda im, meta, m=model: m.embed(np.ascontiguousarray(im[:, :, ::-1])), row_shape=row_shape,
+            )
     for bm in methods:
         if method_kind(bm.method.card) != "image":
             continue
@@ -371,6 +380,18 @@ def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]
             bm.key, "quality", bm.method.fingerprint(), lambda im, meta, m=bm.method: m.score(im, meta)
         )
     return producers
+
+
+def flip_sum_embeddings(model: FRModel, emb: np.ndarray, mirror: Producer | None) -> np.ndarray | None:
+    """insightface's verification embedding: the raw embedding of the image plus that of its horizontal
+    mirror (REFERENCE.md 5; normalised later by the cosine). A model run with flip_tta=sum already
+    returns it; with flip_tta=concat the raw halves are lost: None."""
+    mode = getattr(model, "flip_mode", "none")
+    if mode == "sum":
+        return emb
+    if mode != "none" or mirror is None or mirror.values is None:
+        return None
+    return (np.asarray(emb, dtype=np.float32) + np.asarray(mirror.values, dtype=np.float32)).astype(np.float32)
 
 
 @dataclass
@@ -426,7 +447,7 @@ def score_dataset(
     """Step 3: every FR model's embeddings and every image-level method's qualities of ``data``
     (read from the cache, the rest computed and cached). ``fill`` goes to :func:`fill_producers`
     (``indices``/``writer_tag`` for a shard of a distributed run)."""
-    producers = make_producers(plugins.models, plugins.methods)
+    producers = make_producers(plugins.models, plugins.methods, config.protocols.needs_flip_sum)
     kwargs: dict[str, Any] = {"batch_size": config.batch_size, "workers": config.workers, "progress": config.progress}
     kwargs.update(fill)
     fill_producers(data, list(producers.values()), cache, **kwargs)
@@ -462,6 +483,8 @@ class Evaluated:
     qualities: dict[str, np.ndarray]
     rows: list[dict[str, Any]]
     curves: Any
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. similarity_flip_sum
+    not_evaluated: list[dict[str, str]] = field(default_factory=list)
 
 
 def evaluate_dataset(
@@ -472,9 +495,8 @@ def evaluate_dataset(
     producers: Mapping[str, Producer],
     device: str,
 ) -> list[Evaluated]:
-    """Step 4: pair similarities and pair qualities per FR model, then ERC/EDC per method. ``label`` is
-    the dataset as the user named it (``pairs:/x.csv``): the results' dataset column."""
-    from .evaluation import evaluate
+    """Step 4: pair similarities and pair qualities per FR model, then every requested protocol per
+    method. ``label`` is the dataset as the user named it (``pairs:/x.csv``): the results' dataset column."""
     from .similarity import pair_cosine
 
     pairs = data.pairs
@@ -484,6 +506,16 @@ def evaluate_dataset(
         assert emb is not None
         cmp_emb = template_embeddings(emb, data.templates) if data.templates is not None else emb
         sim = pair_cosine(cmp_emb, pairs.a, pairs.b, device=device)  # GPU matrix products on CUDA
+        extra: dict[str, np.ndarray] = {}
+        skipped: list[dict[str, str]] = []
+        if config.protocols.needs_flip_sum:
+            fs = flip_sum_embeddings(plugins.models[model_name], emb, producers.get(f"mirror:{model_name}"))
+            if fs is None:
+                why = "flip-summed embeddings need flip_tta none or sum (the model concatenates)"
+                skipped.append({"kind": "protocol", "name": f"flip-sum@{model_name}", "dataset": label, "why": why})
+            else:
+                fs = template_embeddings(fs, data.templates) if data.templates is not None else fs
+                extra["similarity_flip_sum"] = pair_cosine(fs, pairs.a, pairs.b, device=device)
         qualities: dict[str, np.ndarray] = {}
         reference: dict[str, bool] = {}
         for bm in plugins.methods:
@@ -491,21 +523,25 @@ def evaluate_dataset(
                 continue
             card = bm.method.card
             if method_kind(card) == "pair":
-                pq = np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64)
+                pq = config.protocols.scale(np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64))
             else:
                 q = image_qualities(bm, producers, data)
                 if q is None:
                     continue
+                if config.protocols.quality_scale != "none":  # --quality-scale: over the images the pairs use
+                    used = np.unique(np.concatenate((pairs.a, pairs.b)))
+                    q = q.copy()
+                    q[used] = config.protocols.scale(q[used])
                 pq = pair_quality_min(q[pairs.a], q[pairs.b])
             qualities[bm.spec.label] = pq
             reference[bm.spec.label] = card.reference_line
-        rows, curves = evaluate(
-            sim, pairs.genuine, qualities, config.fmrs, folds=pairs.fold, bootstrap=config.bootstrap,
-            seed=config.seed, progress=config.progress,
+        rows, curves = evaluate_protocols(
+            sim, pairs.genuine, qualities, config.fmrs, config.protocols, folds=pairs.fold,
+            bootstrap=config.bootstrap, seed=config.seed, progress=config.progress, extra=extra,
         )
         for r in rows:
             r.update(dataset=label, fr_model=model_name, reference_line=reference.get(r["method"], False))
-        out.append(Evaluated(model_name, sim, qualities, rows, curves))
+        out.append(Evaluated(model_name, sim, qualities, rows, curves, extra, skipped))
     return out
 
 
@@ -526,26 +562,12 @@ def _dataset_info(data: LoadedDataset) -> dict[str, Any]:
     }
 
 
-def write_pairs(config: RunConfig, label: str, data: LoadedDataset, ev: Evaluated) -> None:
-    """Step 5a: the per-pair file of one dataset and FR model (similarity, labels, folds, qualities)."""
-    pairs = data.pairs
-    atomic_save_npz(
-        config.out / "pairs" / pairs_file_name(label, ev.fr_model),
-        option="--out",
-        compressed=True,
-        dataset=np.array(label),
-        fr_model=np.array(ev.fr_model),
-        similarity=ev.similarity,
-        genuine=pairs.genuine,
-        fold=pairs.fold,
-        **{f"q__{k}": v for k, v in ev.qualities.items()},
-    )
-
-
 def run_pipeline(config: RunConfig) -> Any:
     """Build, then per dataset load -> score -> evaluate, then write results.csv, curves.csv, run.json
     (and the report). Returns the tidy results table (pandas DataFrame)."""
     import pandas as pd
+
+    from .results import write_pairs, write_results
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
@@ -596,20 +618,18 @@ def run_pipeline(config: RunConfig) -> Any:
 
         t_eval = time.perf_counter()
         for ev in evaluate_dataset(config, ds_name, data, plugins, producers, device):
+            not_evaluated.extend(ev.not_evaluated)
             all_rows.extend(ev.rows)
-            all_curves.append(ev.curves.assign(dataset=ds_name, fr_model=ev.fr_model).to_frame())
-            write_pairs(config, ds_name, data, ev)
+            all_curves.append(ev.curves.assign(dataset=ds_name, fr_model=ev.fr_model))
+            write_pairs(
+                config.out, ds_name, ev.fr_model, similarity=ev.similarity, genuine=data.pairs.genuine,
+                fold=data.pairs.fold, qualities=ev.qualities, extra=ev.extra, option="--out",
+            )
         timings[f"{ds_name}:evaluate"] = time.perf_counter() - t_eval
         datasets_info[ds_name] = _dataset_info(data)
 
-    columns = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
     results = pd.DataFrame(all_rows)
-    if len(results):
-        results = results[columns + [c for c in results.columns if c not in columns]]
     curves_df = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
-    # Results first (atomically, temporary files removed on failure), so a report that fails loses none.
-    atomic_write_text(config.out / "results.csv", results.to_csv(index=False), option="--out")
-    atomic_write_text(config.out / "curves.csv", curves_df.to_csv(index=False), option="--out")
     timings["total"] = time.perf_counter() - t0
     provenance = {
         "fiqa_bench_version": __version__,
@@ -631,8 +651,10 @@ def run_pipeline(config: RunConfig) -> Any:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "cache": {**cache_stats, "dir": str(cache.root)},
     }
-    atomic_write_text(
-        config.out / "run.json", json.dumps(provenance, indent=1, sort_keys=True, default=str), option="--out"
+    # Results first (atomically, run.json last), then the report: a report that fails loses no results.
+    write_results(
+        config.out, results, curves_df, settings=config.protocols.settings(config.fmrs, config.bootstrap, config.seed),
+        run=provenance, option="--out",
     )
     _echo(
         f"cache: {cache_stats['hits']} values reused, {cache_stats['computed']} computed; "
@@ -640,11 +662,23 @@ def run_pipeline(config: RunConfig) -> Any:
         config.progress,
     )
     if config.report:
-        from .reports import write_report
-
-        with writing(config.out, None, "--out"):  # results are on disk already; the error says where
-            write_report(config.out)
+        write_report_after_results(config.out)
     return results
+
+
+def write_report_after_results(out: Path) -> None:
+    """Build the report of a results folder that is already written; on failure say that the results are
+    safe and how to rebuild the report."""
+    from .reports import write_report
+
+    try:
+        with writing(out, None, "--out"):  # a disk error names the folder
+            write_report(out)
+    except FiqaError as exc:
+        raise FiqaError(f"{exc} (the results are saved in {out}; rebuild the report with `fiqa-bench report {out}`)") from exc
+    except Exception:
+        log.error("the report failed; the results are saved in %s: rebuild it with `fiqa-bench report %s`", out, out)
+        raise
 
 
 def _version(module: str) -> str | None:

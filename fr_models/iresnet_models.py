@@ -19,6 +19,7 @@ from fiqa_bench.types import BuildContext
 from ._checkpoint import guess_architecture, infer_iresnet_config, match_state_dict, read_checkpoint
 from ._common import TORCH_MODEL_OPTIONS, InputSpec
 from ._iresnet import LAYERS, IResNet, IResNetMapQS, iresnet
+from ._qs_head import load_from_sidecar, read_sidecar
 from ._torch_model import TorchFRModel, check_options
 
 ARCFACE_INPUT = InputSpec(colour="RGB", mean=127.5, std=127.5)
@@ -273,6 +274,18 @@ def crfiqa_from_path(ctx: BuildContext) -> TorchFRModel:
     path = ctx.weights_file(path=ctx.weights if ctx.weights is not None else ctx.argument)
     state = read_checkpoint(path)
     cfg = infer_iresnet_config(state)
+    meta = read_sidecar(path)
+    if cfg is None and meta and meta.get("backbone_model"):  # fiqa-bench fine-tuned from another FR model
+        return load_from_sidecar(
+            card,
+            path,
+            state,
+            meta,
+            device=device,
+            flip_tta=flip_tta,
+            precision=precision,
+            channels_last=channels_last,
+        )
     if cfg is None:
         raise CheckpointError(
             f"{path}: not an iResNet checkpoint (it looks like {guess_architecture(state)})."

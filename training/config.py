@@ -105,6 +105,8 @@ MINIMUM: dict[str, tuple[float, bool]] = {  # key -> (bound, strict)
     "clip_grad_norm": (0, False),
     "weight_decay": (0, False),
     "momentum": (0, False),
+    "backbone_lr_scale": (0, False),
+    "epoch_checkpoint_every": (1, False),
 }
 
 

@@ -275,8 +275,15 @@ def load_resume_state(resume: str, out: Path, device: Any) -> tuple[dict[str, An
 
 
 def metadata(
-    cfg: dict[str, Any], step: int, epoch: int, epoch_end: bool, world_size: int, num_classes: int
+    cfg: dict[str, Any],
+    step: int,
+    epoch: int,
+    epoch_end: bool,
+    world_size: int,
+    num_classes: int,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The ``<step>backbone.json`` sidecar: config, data fingerprint, CR-FIQA target, backbone origin."""
     from fiqa_bench import __version__
 
     from .loss import TARGETS
@@ -284,6 +291,8 @@ def metadata(
     return {
         "format": "fiqa-bench crfiqa backbone sidecar v1",
         "arch": str(cfg["network"]) + "+qs",
+        "backbone_model": None,  # a registered FR model fine-tuned with a qs head (see finetune.py)
+        "freeze_backbone": bool(cfg.get("freeze_backbone", False)),
         "step": step,
         "epoch": epoch,  # completed epochs (1-based count) when epoch_end, else the epoch in progress (0-based)
         "epoch_end": epoch_end,
@@ -296,6 +305,7 @@ def metadata(
         "fiqa_bench_version": __version__,
         "config": {k: v for k, v in cfg.items()},
         "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(extra or {}),
     }
 
 
@@ -315,7 +325,7 @@ def train(
     from tqdm import tqdm
 
     from .config import lr_multiplier, scaled_lr
-    from .data import FlipSampler, batches_per_epoch, build_dataset, worker_errors
+    from .data import FlipSampler, batches_per_epoch, build_dataset, data_fingerprint, worker_errors
     from .loss import CRFIQAHead
 
     dist_env = Distributed(device_arg)
@@ -332,9 +342,24 @@ def train(
             f"{cfg['data']}: num_classes {num_classes} is below the {dataset.num_classes} identities the data "
             "holds; drop --num-classes (0 = from the data) or set it to at least that."
         )
+    extra_meta: dict[str, Any] = {"data_fingerprint": data_fingerprint(str(cfg["data"]))}
     # Same initial weights on every rank (DDP would broadcast rank 0's anyway), then per-rank streams.
     torch.manual_seed(seed)
-    backbone = build_backbone(cfg).to(device)
+    adapt = None
+    if cfg.get("backbone_model"):  # fine-tuning a registered FR model (frozen: on cached embeddings)
+        from .finetune import build_finetune
+
+        ft = build_finetune(cfg, dataset, extra_meta["data_fingerprint"], device, out, dist_env.rank)
+        backbone, trainable, dataset, adapt = ft.export, ft.model, ft.dataset, ft.adapt
+        extra_meta.update(ft.meta)
+        param_groups = [
+            (ft.backbone_params, float(cfg["backbone_lr_scale"]), "backbone"),
+            (ft.qs_params, 1.0, "qs"),
+        ]
+    else:
+        backbone = build_backbone(cfg).to(device)
+        trainable = backbone
+        param_groups = [([p for p in backbone.parameters() if p.requires_grad], 1.0, "backbone")]
     head = CRFIQAHead(
         int(cfg["embedding_size"]),
         num_classes,
@@ -344,14 +369,17 @@ def train(
         beta=float(cfg["beta"]),
         target=str(cfg["target"]),
     ).to(device)
+    if cfg.get("init_from"):
+        from .finetune import init_head_from
+
+        init_head_from(head, str(cfg["init_from"]))
     torch.manual_seed(seed + 1 + dist_env.rank)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed + 1 + dist_env.rank)
 
     base_lr = scaled_lr(cfg, dist_env.world_size)
-    params = [
-        {"params": [p for p in backbone.parameters() if p.requires_grad], "name": "backbone"},
-        {"params": list(head.parameters()), "name": "head"},
+    params = [{"params": ps, "name": name, "lr_scale": scale} for ps, scale, name in param_groups if ps] + [
+        {"params": list(head.parameters()), "name": "head", "lr_scale": 1.0}
     ]
     optimizer = torch.optim.SGD(
         params, lr=base_lr, momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight_decay"])
@@ -387,11 +415,11 @@ def train(
                 batch_in_epoch,
             )
 
-    model: torch.nn.Module = backbone
+    model: torch.nn.Module = trainable
     head_model: torch.nn.Module = head
     if dist_env.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        model = DDP(backbone, device_ids=ids, broadcast_buffers=False)
+        model = DDP(trainable, device_ids=ids, broadcast_buffers=False)
         head_model = DDP(head, device_ids=ids)
 
     bs = int(cfg["batch_size"])
@@ -447,7 +475,13 @@ def train(
             return
         sd = {k: v.detach().cpu() for k, v in backbone.state_dict().items()}
         meta = metadata(
-            cfg, step, epoch + 1 if epoch_end else epoch, epoch_end, dist_env.world_size, num_classes
+            cfg,
+            step,
+            epoch + 1 if epoch_end else epoch,
+            epoch_end,
+            dist_env.world_size,
+            num_classes,
+            extra_meta,
         )
         _atomic_save(sd, out / f"{step}backbone.pth")
         _atomic_write_text(json.dumps(meta, indent=2), out / f"{step}backbone.json")
@@ -473,8 +507,16 @@ def train(
                 (out / f"{old}backbone.pth").unlink(missing_ok=True)  # epoch-end backbones are kept
                 old_meta.unlink()
 
-    model.train()
-    head_model.train()
+    def train_mode() -> None:
+        model.train()
+        head_model.train()
+        if cfg.get("freeze_bn"):
+            set_batchnorm_eval(trainable)
+
+    from .finetune import set_batchnorm_eval
+
+    train_mode()
+    clip_params = [p for p in backbone.parameters() if p.requires_grad]
     last: dict[str, float] = {}
     done = step >= total_steps
     bar = tqdm(
@@ -489,7 +531,7 @@ def train(
             break
         lr = base_lr * lr_multiplier(epoch, list(cfg["lr_steps"]))
         for g in optimizer.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * float(g.get("lr_scale", 1.0))
         sampler.set_epoch(epoch)
         first = batch_in_epoch if epoch == start_epoch else 0
         sampler.start = first * bs
@@ -509,6 +551,8 @@ def train(
         for images, labels in worker_errors(loader):  # a worker's DataFormatError stays one line
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            if adapt is not None:
+                images = adapt(images)
             with torch.autocast(
                 device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
@@ -517,9 +561,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts.total).backward()
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                backbone.parameters(), max_norm=float(cfg["clip_grad_norm"]), norm_type=2
-            )
+            torch.nn.utils.clip_grad_norm_(clip_params, max_norm=float(cfg["clip_grad_norm"]), norm_type=2)
             scaler.step(optimizer)
             scaler.update()
             step += 1
@@ -527,7 +569,17 @@ def train(
             seen += bs * dist_env.world_size
             bar.update(1)
             if step % log_every == 0 or step == total_steps:
-                loss, ce, q = dist_env.mean([parts.total.item(), parts.ce.item(), parts.quality.item()])
+                loss, ce, q, ccs, nnccs, tgt, qs_mean = dist_env.mean(
+                    [
+                        parts.total.item(),
+                        parts.ce.item(),
+                        parts.quality.item(),
+                        parts.ccs.mean().item(),
+                        parts.nnccs.mean().item(),
+                        parts.target.mean().item(),
+                        qs.float().mean().item(),
+                    ]
+                )
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
                 last = {
                     "step": step,
@@ -535,6 +587,10 @@ def train(
                     "loss": loss,
                     "ce": ce,
                     "quality": q,
+                    "ccs": ccs,
+                    "nnccs": nnccs,
+                    "target_mean": tgt,
+                    "qs_mean": qs_mean,
                     "lr": lr,
                     "samples_per_s": rate,
                 }
@@ -560,6 +616,7 @@ def train(
                 from .verify import verify
 
                 acc = verify(backbone, verify_sets, device)
+                train_mode()  # verify() restores train mode wholesale; keep frozen BatchNorm frozen
                 with open(out / "verification.jsonl", "a") as f:
                     f.write(json.dumps({"step": step, **acc}) + "\n")
                 bar.write(f"step {step} verification: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
@@ -569,7 +626,8 @@ def train(
                 save(epoch, batch, epoch_end=False)
             if done:
                 break
-        if batch == per_epoch:
+        every = max(1, int(cfg.get("epoch_checkpoint_every", 1)))
+        if batch == per_epoch and ((epoch + 1) % every == 0 or epoch + 1 == epochs or done):
             save(epoch, batch, epoch_end=True)
         elif done:
             save(epoch, batch, epoch_end=False)
