@@ -269,3 +269,17 @@ def test_stale_artefacts_of_a_previous_report_are_removed(tmp_path: Path) -> Non
     assert not old.exists() and (folder / "report" / f"{ERC}__lfw__sface2__fmr1e-2.png") in written
     # One FR model: sub-columns are the FMR targets.
     assert "FMR $10^{-2}$" in (folder / "report" / f"table_{ERC}.tex").read_text()
+
+
+def test_figure_names_with_dots_keep_their_stem(tmp_path):
+    """An FMR of 0.25 makes stems like 'erc_fmr2.5e-1': the format is appended, never swapped in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from fiqa_bench.reports._style import save_figure
+
+    fig, _ = plt.subplots()
+    written = save_figure(fig, tmp_path / "erc_fmr2.5e-1", ["png", "pdf"])
+    assert [p.name for p in written] == ["erc_fmr2.5e-1.png", "erc_fmr2.5e-1.pdf"]
+    assert all(p.is_file() for p in written)
