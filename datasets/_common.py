@@ -28,7 +28,6 @@ from fiqa_bench.types import ALIGNED_SIZE, FaceSet, LoadedDataset, Pairs, Skippe
 log = logging.getLogger("fiqa_bench.datasets")
 
 N_FOLDS = 10
-__all__ = ["SKIP_HINT"]  # re-exported for the dataset modules
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -122,10 +121,15 @@ class ImageTable:
     ids: list[str] = field(default_factory=list)
     blobs: list[bytes] = field(default_factory=list)
     where: list[str] = field(default_factory=list)
+    unreadable: dict[int, str] = field(default_factory=dict)  # row -> why its file could not be read
 
-    def add(self, image_id: str, blob: bytes, where: str) -> int:
+    def add(self, image_id: str, blob: bytes | None, where: str, why: str = "cannot be read") -> int:
+        """Add one image; ``blob`` None = its file could not be read (``why``): judged like an
+        undecodable image by prepare_faces (an error, or a counted skip with skip_bad)."""
+        if blob is None:
+            self.unreadable[len(self.ids)] = why
         self.ids.append(image_id)
-        self.blobs.append(blob)
+        self.blobs.append(blob or b"")
         self.where.append(where)
         return len(self.ids) - 1
 
@@ -225,6 +229,8 @@ def prepare_faces(
     if no_face not in ("mean_landmarks", "drop"):
         raise FiqaError(f"{name}: option no_face={no_face!r} must be 'mean_landmarks' or 'drop'.")
     decoded = _shapes(table.blobs, workers, progress, f"{name}: check images")
+    for i, why in table.unreadable.items():
+        decoded[i] = why
     policy = BadInputs(skip_bad, hint="" if fix else SKIP_HINT)
     bad: set[int] = set()
     for i, s in enumerate(decoded):

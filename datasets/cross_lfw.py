@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
+from fiqa_bench.input_checks import read_text
 from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
 
 from ._common import (
@@ -58,14 +59,7 @@ def parse_two_line_pairs(
 ) -> tuple[list[Row], np.ndarray, str, list[Skipped]]:
     """Rows (image_a, image_b, genuine, token, line), the fold of each row, how folds were set, and the
     pairs skipped (``skip_bad`` only). Errors name ``path:line`` and the fix."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot be read ({exc.strerror})", "restore the pairs file") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")  # every byte decodes; names are compared with the files' own names
+    text = read_text(path)  # the shared rule: UTF-8, else Latin-1 (every byte decodes) with a warning
     lines = [(i + 1, ln.split()) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     if not lines:
         raise DataFormatError(

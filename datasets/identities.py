@@ -274,10 +274,8 @@ class AllPairsDataset(Dataset):
         table = ImageTable()
         skipped: list[Skipped] = []
         for im in images:
-            blob = read_bytes(im.path)
-            if blob is None:
-                raise DataFormatError(im.path, "cannot be read", "check its permissions or remove it")
-            table.add(im.image_id, blob, str(im.path))
+            # An unreadable file is judged with the undecodable ones: an error, or a counted skip.
+            table.add(im.image_id, read_bytes(im.path), str(im.path), "cannot be read (check its permissions)")
         o = self.options
         try:
             workers = int(o.get("workers", 2))

@@ -72,8 +72,9 @@ class _Loader:
             raise DataFormatError(
                 path,
                 f"cannot be read or decoded as an image: {why} (its size and header looked right when the "
-                "dataset was loaded, so --skip-bad could not leave it out)",
-                f"restore the file from the IJB-C release or remove its line from {self.tid_mid}",
+                "dataset was loaded)",
+                f"restore the file from the IJB-C release, remove its line from {self.tid_mid}, or pass "
+                "--skip-bad (every crop is then decoded once at load and unusable ones are left out, counted)",
             )
         return warp_to_template(rgb, self.landmarks[index])
 
@@ -142,14 +143,32 @@ def _listing(crop_dir: Path) -> set[str]:
         return {e.name for e in it}
 
 
-def _sniff_crops(crop_dir: Path, names: np.ndarray, present: np.ndarray) -> dict[int, str]:
-    """Index -> why, for the present crops that are empty or not image files (size + first bytes read by
-    a few threads: about a minute for the 469,375 published crops on a local disk, far less than scoring)."""
+class _RowLines:
+    """Row index -> 1-based file line of a table read with blank lines skipped. The file is scanned
+    only when asked (error messages and skip records), so the fast path never pays for it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lines: np.ndarray | None = None
+
+    def __call__(self, row: int) -> int:
+        if self._lines is None:
+            with open(self.path, "rb") as f:
+                self._lines = np.fromiter((n for n, ln in enumerate(f, start=1) if ln.strip()), np.int64)
+        return int(self._lines[row]) if 0 <= row < len(self._lines) else int(row) + 1
+
+
+def _check_crops(crop_dir: Path, names: np.ndarray, present: np.ndarray, decode: bool) -> dict[int, str]:
+    """Index -> why, for the present crops that cannot be used. ``decode`` False: size and first bytes
+    only (empty or not an image file); True (``--skip-bad``): every crop is decoded once, so a corrupt
+    crop with a valid header is found too. Threads (OpenCV releases the GIL while decoding). Measured on
+    250x250 JPEGs, warm page cache, loaded 2-core machine: 4,600 files/s sniffed, 700 files/s decoded."""
     from concurrent.futures import ThreadPoolExecutor
 
+    check = (lambda p: read_image_file(p)[1] or None) if decode else sniff_image_file
     idx = np.flatnonzero(present)
-    with ThreadPoolExecutor(8) as pool:
-        whys = list(pool.map(lambda i: sniff_image_file(crop_dir / str(names[i])), idx, chunksize=512))
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        whys = list(pool.map(lambda i: check(crop_dir / str(names[i])), idx, chunksize=512))
     return {int(i): w for i, w in zip(idx, whys, strict=True) if w}
 
 
@@ -215,6 +234,7 @@ class IJBC(Dataset):
                     "IJBC/loose_crop/) under the data root; set it with --data-root or FIQA_BENCH_DATA.",
                 )
         tid_mid_path, pairs_path, lm_path = paths[TID_MID], paths[PAIRS], paths[LANDMARKS]
+        tid_line, lm_line, pair_line = _RowLines(tid_mid_path), _RowLines(lm_path), _RowLines(pairs_path)
         skipped: list[Skipped] = []
         emptied: set[int] = set()  # templates all of whose crops are missing
 
@@ -229,7 +249,7 @@ class IJBC(Dataset):
                 tid_mid_path,
                 f"image {names[dup]} is listed twice (a crop belongs to one template)",
                 "use the published file",
-                int(dup) + 1,
+                tid_line(int(dup)),
             )
 
         lm_cols = read_table(lm_path, "s" + "f" * 11, "each line must be 'image_name x1 y1 ... x5 y5 score'")
@@ -244,7 +264,7 @@ class IJBC(Dataset):
             if not index.is_unique:
                 dup = int(np.flatnonzero(index.duplicated())[0])
                 raise DataFormatError(
-                    lm_path, f"image {lm_names[dup]} is listed twice", "use the published file", dup + 1
+                    lm_path, f"image {lm_names[dup]} is listed twice", "use the published file", lm_line(dup)
                 )
             rows = index.get_indexer(names)
             if (rows < 0).any():
@@ -253,7 +273,7 @@ class IJBC(Dataset):
                     tid_mid_path,
                     f"image {names[bad]} has no landmarks line in {lm_path}",
                     f"use matching {TID_MID} and {LANDMARKS} files",
-                    bad + 1,
+                    tid_line(bad),
                 )
         landmarks = lm_values[rows, :10].reshape(-1, 5, 2).astype(np.float32)
         det_score = lm_values[rows, 10].astype(np.float32)
@@ -269,9 +289,9 @@ class IJBC(Dataset):
         nested = np.flatnonzero(~present & (np.char.find(names, "/") >= 0)) if (~present).any() else []
         for i in nested:
             present[i] = (self.crop_dir / names[i]).is_file()
-        # Crops decode lazily (one at a time while scoring), so an empty or non-image crop is found here,
-        # from its size and first bytes (no decoding), where --skip-bad can still leave it out.
-        unusable = _sniff_crops(self.crop_dir, names, present)
+        # Crops decode lazily (one at a time while scoring), so unusable crops are found here, where
+        # --skip-bad can still leave them out: from size and first bytes, or with --skip-bad by decoding.
+        unusable = _check_crops(self.crop_dir, names, present, decode=skip_bad)
         if not present.all() or unusable:
             usable = present.copy()
             usable[list(unusable)] = False
@@ -283,11 +303,11 @@ class IJBC(Dataset):
                     tid_mid_path,
                     f"image {self.crop_dir / names[first]} {why} ({len(bad)} listed crop(s) missing or unusable)",
                     "restore the loose crops or pass --skip-bad to leave them out (counted)",
-                    first + 1,
+                    tid_line(first),
                 )
             for i in bad:
                 why = f"loose crop {unusable[i]}" if i in unusable else "missing loose crop"
-                skipped.append(Skipped("image", f"{tid_mid_path}:{i + 1}", f"{why} {names[i]} (template {tids[i]})"))
+                skipped.append(Skipped("image", f"{tid_mid_path}:{tid_line(int(i))}", f"{why} {names[i]} (template {tids[i]})"))
             keep = usable
             emptied = set(np.setdiff1d(tids[~keep], tids[keep]).tolist())
             names, tids, mids = names[keep], tids[keep], mids[keep]
@@ -306,7 +326,7 @@ class IJBC(Dataset):
                 pairs_path,
                 f"label {label[bad_label[0]]} is not 0 or 1",
                 "labels are 1 (same subject) or 0",
-                int(bad_label[0]) + 1,
+                pair_line(int(bad_label[0])),
             )
         a, a_ok = _template_index(template_values, p1)
         b, b_ok = _template_index(template_values, p2)
@@ -322,13 +342,13 @@ class IJBC(Dataset):
                     pairs_path,
                     f"template {t} {why}",
                     "use matching meta files or pass --skip-bad to leave such pairs out (counted)",
-                    int(bad_rows[0]) + 1,
+                    pair_line(int(bad_rows[0])),
                 )
             # One record per unknown template (a template can take part in thousands of pairs).
             order = np.argsort(unknown_t, kind="stable")
             ts, starts, counts = np.unique(unknown_t[order], return_index=True, return_counts=True)
             for t, s, c in zip(ts, starts, counts, strict=True):
-                first_line = int(bad_rows[order[s]]) + 1
+                first_line = pair_line(int(bad_rows[order[s]]))
                 why = "has no usable image left" if int(t) in emptied else f"is not in {TID_MID}"
                 skipped.append(
                     Skipped(
@@ -337,6 +357,11 @@ class IJBC(Dataset):
                 )
             n_pairs_skipped = int(len(bad_rows))
             a, b, label = a[ok], b[ok], label[ok]
+            if not len(a):
+                raise DataFormatError(
+                    pairs_path, f"every pair was left out ({n_pairs_skipped} pair(s) with a template that has no usable image)",
+                    "restore the loose crops or use matching meta files: nothing is left to evaluate",
+                )
 
         faces = FaceSet(
             ids=names.tolist(),

@@ -156,7 +156,9 @@ class PairsFile(Dataset):
             policy.bad("pair", path, why, hint, int(table.lines[i]))
             keep[i] = False
         rows = np.flatnonzero(keep)
-        ok = check_pair_list(a[rows], b[rows], genuine[rows], table.lines[rows], path, policy)
+        # Compare images as the loader finds them: 'x/./a.jpg' and 'x/a.jpg' are one image.
+        norm = np.vectorize(lambda x: Path(x).as_posix(), otypes=[object])
+        ok = check_pair_list(norm(a[rows]), norm(b[rows]), genuine[rows], table.lines[rows], path, policy)
         rows = rows[ok]
         out = [
             (int(table.lines[i]), str(a[i]), str(b[i]), bool(genuine[i]), str(folds[i]) if folds is not None else None)

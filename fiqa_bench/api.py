@@ -142,6 +142,10 @@ def run(
     datasets: str | Sequence[str] | None = None,
     *,
     fmr: str | Sequence[float] | None = None,
+    protocols: str | Sequence[str] | None = None,
+    discard_limit: str | float | Sequence[float] | None = None,
+    starting_error: float | None = None,
+    quality_scale: str | None = None,
     out: PathLike | None = None,
     device: str = "auto",
     batch_size: int = 64,
@@ -157,7 +161,11 @@ def run(
     seed: int = 0,
     bootstrap: int = 0,
 ) -> Any:
-    """Score, embed, evaluate and report. Returns the tidy results table (pandas DataFrame)."""
+    """Score, embed, evaluate and report. Returns the tidy results table (pandas DataFrame).
+
+    ``protocols``: evaluation protocol names (comma list or sequence; default: the core's default set);
+    ``discard_limit``: EDC pAUC limit(s); ``starting_error``: EDC starting error (Schlett's semantics);
+    ``quality_scale``: quality normalisation before evaluation. Every results row names its protocol."""
     from .pipeline import RunConfig, run_pipeline
 
     config = RunConfig.from_user(
@@ -165,6 +173,10 @@ def run(
         models=models,
         datasets=datasets,
         fmr=fmr,
+        protocols=protocols,
+        discard_limit=discard_limit,
+        starting_error=starting_error,
+        quality_scale=quality_scale,
         out=out,
         device=device,
         batch_size=batch_size,

@@ -117,7 +117,10 @@ def writing(path: Path, needed: int | None = None, option: str = "") -> Iterator
     except DiskWriteError:
         raise
     except OSError as exc:
-        raise disk_error(exc, Path(exc.filename) if exc.filename else path, needed, option) from None
+        where = Path(exc.filename) if exc.filename else path
+        if (where.name.startswith(".") and ".tmp" in where.name) or ".tmp/" in str(where):
+            where = path  # name what the user asked for, not our temporary file
+        raise disk_error(exc, where, needed, option) from None
 
 
 def ensure_writable_dir(path: Path, option: str = "", keep: bool = True) -> Path:
@@ -491,8 +494,17 @@ class SlotWriter:
         self._meta_written = True
         meta = self.slot.dir / "slot.json"
         rec = self.slot._recorded()
-        if rec.get("row_shape") is not None and rec.get("dtype"):
+        if rec.get("row_shape") == list(values.shape[1:]) and rec.get("dtype") == values.dtype.str:
             return
+        if rec:  # damaged or stale: the producer is the authority on what it produces
+            log.warning(
+                "cache: %s records rows %s %s, the producer writes %s %s; rewriting it",
+                meta,
+                rec.get("row_shape"),
+                rec.get("dtype"),
+                list(values.shape[1:]),
+                values.dtype.str,
+            )
         desc = {**self.slot.description, "row_shape": list(values.shape[1:]), "dtype": values.dtype.str}
         atomic_write_text(meta, json.dumps(desc, indent=1, sort_keys=True, default=str), option="--cache-dir")
 
@@ -654,17 +666,20 @@ def cached_crops(
         remove_stale_tmp(final.parent)
         tmp = _tmp_name(final)
         try:
-            with writing(tmp, int(np.prod(shape)), "--cache-dir"):
+            with writing(final, int(np.prod(shape)), "--cache-dir"):
                 tmp.mkdir()
                 out = np.lib.format.open_memmap(tmp / "crops.npy", mode="w+", dtype=np.uint8, shape=shape)
                 _reserve(tmp / "crops.npy")  # a full disk is an error now, not a SIGBUS while filling
             meta = compute(out)  # (its own errors are not disk-write errors)
-            with writing(tmp, int(np.prod(shape)), "--cache-dir"):
+            with writing(final, int(np.prod(shape)), "--cache-dir"):
                 out.flush()
             digest = array_digest(out)
             del out
             save_checksummed_npz(tmp / "meta.npz", crops_digest=np.array(digest), **meta)
             publish_dir(tmp, final)
+            for ext in (".npy", ".meta.npz", ".npz"):  # the unverified single-file layout used before
+                with contextlib.suppress(OSError):
+                    (final.parent / f"{final.name}{ext}").unlink(missing_ok=True)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

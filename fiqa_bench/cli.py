@@ -27,6 +27,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="comma list of FR models or 'all' (default: sface)")
     p.add_argument("--datasets", help="comma list of datasets or 'all' (default: demo)")
     p.add_argument("--fmr", help="comma list of FMR targets (default: 1e-3,1e-4)")
+    p.add_argument("--protocols", help="comma list of evaluation protocols or 'all' (default: the core's default set; "
+                   "an unknown name lists the known ones)")
+    p.add_argument("--discard-limit", help="EDC pAUC discard limit(s), comma list, e.g. 0.2,0.3 (default: 0.2)")
+    p.add_argument("--starting-error", help="EDC starting error(s), comma list (Schlett: threshold = quantile of the genuine "
+                   "scores; score < t is an error); default: the threshold comes from each FMR target")
+    p.add_argument("--quality-scale", help="none, minmax or rank: image qualities mapped to integers 0..100 before pair "
+                   "quality (ISO/IEC 29794-1 practice; default none)")
     p.add_argument("--out", help="results folder (default: ./fiqa-results)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64); methods with a smaller batch of their own keep it")
@@ -52,6 +59,10 @@ def run_kwargs(args: argparse.Namespace) -> dict[str, object]:
         models=args.models,
         datasets=args.datasets,
         fmr=args.fmr,
+        protocols=args.protocols,
+        discard_limit=args.discard_limit,
+        starting_error=args.starting_error,
+        quality_scale=args.quality_scale,
         out=args.out,
         device=args.device,
         batch_size=args.batch_size,
@@ -88,14 +99,28 @@ def _print_table(results: object) -> None:
     if not isinstance(results, pd.DataFrame) or results.empty:
         print("no results")
         return
-    table = results.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc")
+    from .results import variant_column
+
+    shown = results.assign(
+        protocol=variant_column(results),  # protocol + parameters (e.g. each discard limit)
+        fmr=[f"{f:g}" if f == f else "-" for f in results["fmr"].astype(float)],  # '-': EDC from a starting error
+    )
+    areas = shown[shown["method"].notna() & shown["auc"].notna()]
     with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
-        print("AUC (lower is better; ERC = recomputed threshold, EDC = fixed threshold pAUC):")
-        print(table.to_string())
+        if len(areas):
+            table = areas.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc",
+                                      aggfunc="first")
+            print("AUC / pAUC per protocol (lower is better; the report names each protocol's rule):")
+            print(table.to_string())
+    if "accuracy" in results.columns:
+        for rec in results[results["accuracy"].notna()].to_dict("records"):
+            scores = rec.get("scores") if isinstance(rec.get("scores"), str) else "embeddings"
+            print(f"{rec['protocol']} ({rec['dataset']}, {rec['fr_model']}, {scores}): "
+                  f"{100 * rec['accuracy']:.2f}% ± {100 * rec.get('accuracy_std', float('nan')):.2f}")
 
 
 def _add_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets"])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets", "protocols"])
     p.add_argument("--data-root", help="folder holding the datasets")
     p.add_argument("--weights-dir", help="folder holding weight files")
 

@@ -248,7 +248,7 @@ def score_shard(
         )
         if env.rank == 0:
             _barrier(env)
-        producers = list(pipeline_make_producers(models, methods).values())
+        producers = list(pipeline_make_producers(models, methods, config.protocols.needs_flip_sum).values())
         subset = shard_indices(len(data.faces), config.batch_size, env.rank, env.world, shard)
         todo = subset[_missing_positions(data, producers, cache, subset)]
         t0 = time.perf_counter()
@@ -415,11 +415,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    from .cache import Terminated, terminate_as_interrupt
+
     try:
-        return run_distributed(args)
+        with terminate_as_interrupt():  # torchrun stops workers with SIGTERM: flush like Ctrl-C
+            return run_distributed(args)
     except FiqaError as exc:
         print(f"fiqa-bench distributed: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"fiqa-bench distributed: {what}; finished work is cached and a rerun resumes from it.", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -255,7 +255,9 @@ def sniff_delimiter(line: str, suffix: str = "") -> str:
 def _padded(text: str, delimiter: str) -> bool:
     """Does any field start or end with a blank? (a few substring scans of the text, no regex)."""
     for b in (" ", "\t") if delimiter != "\t" else (" ",):
-        if text.startswith(b) or any(x in text for x in (b + delimiter, delimiter + b, b + "\n", "\n" + b, b + "\r")):
+        if text.startswith(b) or any(
+            x in text for x in (b + delimiter, delimiter + b, b + "\n", "\n" + b, b + "\r")
+        ):
             return True
     return False
 
@@ -298,10 +300,14 @@ def read_table(
     not headerless either, the missing columns are reported). Blank lines (and, with ``comments``, lines
     starting with ``#``) are skipped; a row with fewer fields than the header is an error naming its
     line. Raises DataFormatError."""
+    import re
+
     import pandas as pd
 
     path = Path(path)
     text = read_text(path)
+    if comments:  # blank out comment lines (same line count): their fields must not be parsed
+        text = re.sub(r"(?m)^[ \t]*#[^\r\n]*", "", text)
     all_lines = text.splitlines() if len(text) < (1 << 20) else None
     head_no, head_line = 0, ""
     for no, line in enumerate(io.StringIO(text), start=1):
@@ -353,8 +359,6 @@ def read_table(
     except pd.errors.EmptyDataError:
         df = pd.DataFrame({i: pd.Series([], dtype=str) for i in range(n_fields)})
     except pd.errors.ParserError as exc:
-        import re
-
         m = re.search(r"line (\d+), saw (\d+)", str(exc))
         if m:
             no = int(m.group(1))  # pandas counts the skipped lines too: this is the file line
@@ -370,11 +374,10 @@ def read_table(
         ) from None
     first_row_line = head_no + 1 if header else head_no
     lines = np.arange(len(df), dtype=np.int64) + first_row_line
-    if delim != "whitespace" and _padded(text, delim):  # stripping 20M strings costs seconds: only when needed
+    # Stripping 20M strings costs seconds: only when some field is padded.
+    if delim != "whitespace" and _padded(text, delim):
         df = df.apply(lambda s: s.str.strip())
     drop = np.array((df == "").all(axis=1), dtype=bool)
-    if comments:
-        drop |= np.array(df[0].str.startswith("#"), dtype=bool)
     if drop.any():
         df, lines = df[~drop].reset_index(drop=True), lines[~drop]
     # A short row reads as empty trailing fields: find the rows with an empty last field and count the

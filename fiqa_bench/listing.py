@@ -54,6 +54,13 @@ def list_entries(what: str = "all", *, data_root: str | None = None, weights_dir
                 detail = f"unavailable: {exc}"
             lines.append(f"  {card.name:<20} {card.summary}")
             lines.append(f"  {'':<20} {detail}")
+    if what in ("all", "protocols"):
+        from .evaluation import DEFAULT_PROTOCOLS, protocol_cards
+
+        lines.append("Evaluation protocols (--protocols; default " + ",".join(DEFAULT_PROTOCOLS) + "):")
+        for pc in protocol_cards():
+            lines.append(f"  {pc.name:<24} {pc.kind.upper() if pc.kind != 'verification' else 'accuracy'}: {pc.title}")
+            lines.append(f"  {'':<24} source: {pc.source}")
     for reg in (METHODS, FR_MODELS, DATASETS):
         for err in reg.plugin_errors:
             lines.append(f"plugin error: {err}")

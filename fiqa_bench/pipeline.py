@@ -8,7 +8,6 @@ resumes where it stopped and a second run recomputes nothing.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import platform
 import sys
@@ -25,11 +24,11 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .api import check_method_supports, get_dataset, get_fr_model, get_method
-from .cache import Cache, atomic_save_npz, atomic_write_text, ensure_writable_dir, writing
+from .cache import Cache, ensure_writable_dir, writing
 from .device import resolve_device
 from .errors import FiqaError, UnsupportedCombinationError
-from .naming import pairs_file_name
 from .preflight import check_counts, preflight
+from .protocol_set import ProtocolRequest, evaluate_protocols
 from .registry import DATASETS, FR_MODELS, METHODS, check_requirements, file_fingerprint, split_list
 from .specs import MethodSpec, parse_fmrs, parse_method_spec, parse_weights
 from .types import FRModel, LoadedDataset, QualityMethod, Templates
@@ -64,6 +63,7 @@ class RunConfig:
     bootstrap: int = 0
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
     methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
+    protocols: ProtocolRequest = field(default_factory=ProtocolRequest)  # --protocols, --discard-limit, ...
 
     def options_for(self, registry: Any, label: str) -> dict[str, Any]:
         """--set options of an entry: those given for its card name (``onnx``, ``pairs``), then those
@@ -112,6 +112,8 @@ class RunConfig:
             bootstrap=bootstrap,
             not_available=not_available,
             methods_from_all=frozenset(from_all - set(split_list(kw.get("methods")))),
+            protocols=ProtocolRequest.from_user(kw.get("protocols"), kw.get("discard_limit"), kw.get("starting_error"),
+                                                kw.get("quality_scale")),
         )
 
 
@@ -262,17 +264,25 @@ def template_quality(q: np.ndarray, templates: Templates) -> np.ndarray:
     return out
 
 
-def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]) -> dict[str, Producer]:
+def make_producers(
+    models: Mapping[str, FRModel], methods: Sequence[BoundMethod], flip_sum: bool = False
+) -> dict[str, Producer]:
     """One producer per FR model and per image-level method (embeddings-based and pair-level methods
     are derived from the embeddings afterwards). Labels and fingerprints name the cache slots, so every
-    process of a sharded run must build them here."""
+    process of a sharded run must build them here. ``flip_sum``: also the embeddings of the mirrored
+    images ("mirror:<model>", see :func:`flip_sum_embeddings`) for models that do not flip already."""
     producers: dict[str, Producer] = {}
     for name, model in models.items():
         width = getattr(model, "embedding_size", None) or model.card.embedding_size
+        row_shape = (int(width),) if isinstance(width, int) else None
         producers[f"emb:{name}"] = Producer(
-            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im),
-            row_shape=(int(width),) if isinstance(width, int) else None,
+            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im), row_shape=row_shape,
         )
+        if flip_sum and getattr(model, "flip_mode", "none") == "none":
+            producers[f"mirror:{name}"] = Producer(
+                f"{name}+mirror", "embedding", f"{model.fingerprint()}|mirror",
+                lambda im, meta, m=model: m.embed(np.ascontiguousarray(im[:, :, ::-1])), row_shape=row_shape,
+            )
     for bm in methods:
         card = bm.method.card
         if card.pair_level or card.needs_fr_model == "embeddings":
@@ -284,6 +294,18 @@ def make_producers(models: Mapping[str, FRModel], methods: Sequence[BoundMethod]
             lambda im, meta, m=bm.method: m.score(im, meta),
         )
     return producers
+
+
+def flip_sum_embeddings(model: FRModel, emb: np.ndarray, mirror: Producer | None) -> np.ndarray | None:
+    """insightface's verification embedding: the raw embedding of the image plus that of its horizontal
+    mirror (REFERENCE.md 5; normalised later by the cosine). A model run with flip_tta=sum already
+    returns it; with flip_tta=concat the raw halves are lost: None."""
+    mode = getattr(model, "flip_mode", "none")
+    if mode == "sum":
+        return emb
+    if mode != "none" or mirror is None or mirror.values is None:
+        return None
+    return (np.asarray(emb, dtype=np.float32) + np.asarray(mirror.values, dtype=np.float32)).astype(np.float32)
 
 
 @dataclass
@@ -379,7 +401,7 @@ def _echo(msg: str, progress: bool) -> None:
 def run_pipeline(config: RunConfig) -> Any:
     import pandas as pd
 
-    from .evaluation import evaluate
+    from .results import write_pairs, write_results
     from .similarity import pair_cosine
 
     started = datetime.now(UTC)
@@ -427,7 +449,7 @@ def run_pipeline(config: RunConfig) -> Any:
             log.warning("skipped %s %s: %s", s.what, s.where, s.why)
         timings[f"{ds_name}:load"] = time.perf_counter() - t_ds
 
-        producers = make_producers(models, methods)
+        producers = make_producers(models, methods, config.protocols.needs_flip_sum)
         t_fill = time.perf_counter()
         fill_producers(
             data, list(producers.values()), cache, batch_size=config.batch_size, workers=config.workers,
@@ -449,6 +471,15 @@ def run_pipeline(config: RunConfig) -> Any:
             assert emb is not None
             cmp_emb = template_embeddings(emb, data.templates) if data.templates is not None else emb
             sim = pair_cosine(cmp_emb, pairs.a, pairs.b, device=device)  # GPU matrix products on CUDA
+            extra: dict[str, np.ndarray] = {}
+            if config.protocols.needs_flip_sum:
+                fs = flip_sum_embeddings(models[model_name], emb, producers.get(f"mirror:{model_name}"))
+                if fs is None:
+                    why = "flip-summed embeddings need flip_tta none or sum (the model concatenates)"
+                    not_evaluated.append({"kind": "protocol", "name": f"flip-sum@{model_name}", "dataset": ds_name, "why": why})
+                else:
+                    fs = template_embeddings(fs, data.templates) if data.templates is not None else fs
+                    extra["similarity_flip_sum"] = pair_cosine(fs, pairs.a, pairs.b, device=device)
             qualities: dict[str, np.ndarray] = {}
             reference: dict[str, bool] = {}
             for bm in methods:
@@ -456,7 +487,7 @@ def run_pipeline(config: RunConfig) -> Any:
                     continue
                 card = bm.method.card
                 if card.pair_level:
-                    pq = np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64)
+                    pq = config.protocols.scale(np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64))
                 else:
                     if card.needs_fr_model == "embeddings":
                         src = producers[f"emb:{bm.model_name}"].values
@@ -474,28 +505,23 @@ def run_pipeline(config: RunConfig) -> Any:
                         )
                     if data.templates is not None:
                         q_img = template_quality(q_img, data.templates)
+                    if config.protocols.quality_scale != "none":  # --quality-scale: over the images the pairs use
+                        used = np.unique(np.concatenate((pairs.a, pairs.b)))
+                        q_img = q_img.copy()
+                        q_img[used] = config.protocols.scale(q_img[used])
                     pq = np.minimum(q_img[pairs.a], q_img[pairs.b])
                 qualities[bm.spec.label] = pq
                 reference[bm.spec.label] = card.reference_line
-            rows, curves = evaluate(
-                sim, pairs.genuine, qualities, config.fmrs, folds=pairs.fold, bootstrap=config.bootstrap,
-                seed=config.seed, progress=config.progress,
+            rows, curves = evaluate_protocols(
+                sim, pairs.genuine, qualities, config.fmrs, config.protocols, folds=pairs.fold, bootstrap=config.bootstrap,
+                seed=config.seed, progress=config.progress, extra=extra,
             )
             for r in rows:
                 r.update(dataset=ds_name, fr_model=model_name, reference_line=reference.get(r["method"], False))
             all_rows.extend(rows)
-            all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name).to_frame())
-            atomic_save_npz(
-                config.out / "pairs" / pairs_file_name(ds_name, model_name),
-                option="--out",
-                compressed=True,
-                dataset=np.array(ds_name),
-                fr_model=np.array(model_name),
-                similarity=sim,
-                genuine=pairs.genuine,
-                fold=pairs.fold,
-                **{f"q__{k}": v for k, v in qualities.items()},
-            )
+            all_curves.append(curves.assign(dataset=ds_name, fr_model=model_name))
+            write_pairs(config.out, ds_name, model_name, similarity=sim, genuine=pairs.genuine, fold=pairs.fold,
+                        qualities=qualities, extra=extra, option="--out")
         timings[f"{ds_name}:evaluate"] = time.perf_counter() - t_eval
         datasets_info[ds_name] = {
             "source": data.source,
@@ -511,14 +537,8 @@ def run_pipeline(config: RunConfig) -> Any:
             **{k: v for k, v in data.info.items() if isinstance(v, str | int | float | bool)},
         }
 
-    columns = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
     results = pd.DataFrame(all_rows)
-    if len(results):
-        results = results[columns + [c for c in results.columns if c not in columns]]
     curves_df = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame()
-    # Results first (atomically, temporary files removed on failure), so a report that fails loses none.
-    atomic_write_text(config.out / "results.csv", results.to_csv(index=False), option="--out")
-    atomic_write_text(config.out / "curves.csv", curves_df.to_csv(index=False), option="--out")
     timings["total"] = time.perf_counter() - t0
     provenance = {
         "fiqa_bench_version": __version__,
@@ -543,18 +563,32 @@ def run_pipeline(config: RunConfig) -> Any:
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "cache": {**cache_stats, "dir": str(cache.root)},
     }
-    atomic_write_text(config.out / "run.json", json.dumps(provenance, indent=1, sort_keys=True, default=str), option="--out")
+    # Results first (atomically, run.json last), then the report: a report that fails loses no results.
+    write_results(config.out, results, curves_df, settings=config.protocols.settings(config.fmrs, config.bootstrap, config.seed),
+                  run=provenance, option="--out")
     _echo(
         f"cache: {cache_stats['hits']} values reused, {cache_stats['computed']} computed; "
         f"results in {config.out} ({timings['total']:.1f} s)",
         config.progress,
     )
     if config.report:
-        from .reports import write_report
-
-        with writing(config.out, None, "--out"):  # results are on disk already; the error says where
-            write_report(config.out)
+        write_report_after_results(config.out)
     return results
+
+
+def write_report_after_results(out: Path) -> None:
+    """Build the report of a results folder that is already written; on failure say that the results are
+    safe and how to rebuild the report."""
+    from .reports import write_report
+
+    try:
+        with writing(out, None, "--out"):  # a disk error names the folder
+            write_report(out)
+    except FiqaError as exc:
+        raise FiqaError(f"{exc} (the results are saved in {out}; rebuild the report with `fiqa-bench report {out}`)") from exc
+    except Exception:
+        log.error("the report failed; the results are saved in %s: rebuild it with `fiqa-bench report %s`", out, out)
+        raise
 
 
 def _version(module: str) -> str | None:

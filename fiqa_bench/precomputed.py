@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,7 +42,8 @@ from .input_checks import (
     parse_labels,
     read_table,
 )
-from .naming import pairs_file_name
+from .protocol_set import ProtocolRequest
+from .results import EvaluationSettings, write_pairs, write_results
 from .specs import parse_fmrs
 
 log = logging.getLogger(__name__)
@@ -305,10 +305,9 @@ def evaluate_files(
     curves = points.assign(dataset=DATASET, fr_model=FR_MODEL).to_frame()
     curves = curves[[c for c in ("dataset", "fr_model") if c in curves] + [c for c in curves.columns if c not in ("dataset", "fr_model")]]
     if out is not None:
-        params = {"protocols": protocol_list, "discard_limits": limits, "starting_error": starting, "quality_scale": scale}
-        _write_folder(
-            Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, fmrs, bootstrap, seed, dropped, n_all, params
-        )
+        request = ProtocolRequest(tuple(protocol_list), tuple(limits), tuple(starting) if starting else None, scale)
+        _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, request.settings(fmrs, bootstrap, seed),
+                      dropped, n_all)
         if report:
             try:
                 from .reports import write_report  # type: ignore[attr-defined]
@@ -329,25 +328,12 @@ def _sha256(path: Path) -> str:
 
 def _write_folder(
     out: Path, results: Any, curves: Any, sim: np.ndarray, gen: np.ndarray, folds: np.ndarray | None,
-    pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], fmrs: list[float],
-    bootstrap: int, seed: int, dropped: dict[str, int], n_all: int, params: dict[str, Any] | None = None,
+    pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], settings: EvaluationSettings,
+    dropped: dict[str, int], n_all: int,
 ) -> None:
     from . import __version__
-    from .evaluation import get_protocol
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pairs").mkdir(exist_ok=True)
-    results.to_csv(out / "results.csv", index=False)
-    curves.to_csv(out / "curves.csv", index=False)
-    np.savez_compressed(
-        out / "pairs" / pairs_file_name(DATASET, FR_MODEL),
-        dataset=np.array(DATASET),
-        fr_model=np.array(FR_MODEL),
-        similarity=sim,
-        genuine=gen,
-        fold=folds if folds is not None else np.zeros(len(sim), dtype=np.int64),
-        **{f"q__{k}": v for k, v in pair_q.items()},
-    )
+    write_pairs(out, DATASET, FR_MODEL, similarity=sim, genuine=gen, fold=folds, qualities=pair_q)
     run = {
         "fiqa_bench_version": __version__,
         "numpy_version": np.__version__,
@@ -356,11 +342,9 @@ def _write_folder(
         "source": "precomputed",
         "comparisons": {"path": str(cmp_path), "sha256": _sha256(cmp_path), "n_pairs": n_all},
         "qualities": {n: {"path": str(p), "sha256": _sha256(p), "lower_is_better": lo} for n, p, lo in specs},
-        "fmrs": fmrs,
-        **(params or {}),
-        "protocol_cards": [get_protocol(p).card.to_dict() for p in (params or {}).get("protocols", [])],
-        "bootstrap": bootstrap,
-        "seed": seed,
+        "fmrs": list(settings.fmrs),
+        "bootstrap": settings.bootstrap,
+        "seed": settings.seed,
         "dropped_pairs": dropped,
         "datasets": {
             DATASET: {
@@ -372,9 +356,7 @@ def _write_folder(
             }
         },
     }
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=1, sort_keys=True, default=str))
-    tmp.replace(out / "run.json")
+    write_results(out, results, curves, settings=settings, run=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

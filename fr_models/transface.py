@@ -52,7 +52,8 @@ TRANSFACE_CARD = Card(
     notes=(
         "Any released TransFace .pt (MS1MV2 or Glint360K; S, B or L) loads: width and depth come from the tensor "
         "shapes, 8 heads. Every key must match (the training-only mask_token may be absent). The authors evaluate "
-        "with autocast on CUDA; fiqa-bench runs float32 unless precision=bf16/fp16. Options: flip_tta, precision, "
+        "with autocast on CUDA; fiqa-bench runs float32 unless precision=bf16/fp16. Their IJB-C script adds the "
+        "flipped image's embedding (use flip_tta=sum for that). Options: flip_tta, precision, "
         "channels_last. Checked with small random networks in the authors' key layout; the released weights were "
         "not available here."
     ),

@@ -1,6 +1,6 @@
 """A quality method that is one torch network from aligned faces to one number (eDifFIQA, DifFIQA(R), SDD-FIQA).
 
-Private (not a registry module). Input conversion: RGB uint8 N x 112 x 112 x 3 -> float N x 3 x 112 x 112,
+Private (not a registry module). Input conversion: RGB uint8 N x 112 x 112 x 3 -> float N x 3 x 112 x 112 (channels_last memory),
 ``(x[channels] - mean) / std``; eval mode, no gradients; the network's N x 1 (or N) output is the raw score.
 """
 
@@ -38,7 +38,8 @@ class TorchRegressor(BaseMethod):
         super().__init__(card, options, weights_path=weights_path)
         self.device = str(device)
         self.spec = spec
-        self.network = network.eval().to(self.device)
+        # channels_last: measured 4.8x faster for eDifFIQA(T) on this 2-core CPU (oneDNN), as for the FR models.
+        self.network = network.eval().to(self.device).to(memory_format=torch.channels_last)
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         check_size(images, self.spec.size, self.card.name)
@@ -46,7 +47,7 @@ class TorchRegressor(BaseMethod):
         if self.spec.colour == "BGR":
             x = x.flip(-1)
         x = x.permute(0, 3, 1, 2).float()
-        return ((x - self.spec.mean) / self.spec.std).contiguous()
+        return ((x - self.spec.mean) / self.spec.std).contiguous(memory_format=torch.channels_last)
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         with torch.inference_mode():

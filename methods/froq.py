@@ -71,7 +71,9 @@ FROQ_CARD = Card(
         "with their code; fiqa-bench's documented choice for the tests and results is 300 images of LFW-train "
         "(../shared/data/lfw_train, identity-disjoint from the LFW test folds). The chosen layers are cached under "
         "the cache dir (froq/) keyed by the FR model's fingerprint, the calibration images' bytes and the options; "
-        "the cache only saves time. layers=NAME,NAME (module names as in named_modules) skips calibration."
+        "the cache only saves time. layers=NAME,NAME (module names as in named_modules) skips calibration. "
+        "On sface_torch with 300 LFW-train images the calibration keeps one layer, 'features' (the final "
+        "BatchNorm1d: the embedding; Spearman 0.768 with the pseudo-labels), so there FROQ ranks like face_norm."
     ),
 )
 

@@ -105,7 +105,7 @@ def save_figure(fig: Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     """Write ``stem.<fmt>`` for each format with fixed metadata; returns the paths. Closes the figure."""
     written = []
     for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
+        path = stem.with_name(f"{stem.name}.{fmt}")  # not with_suffix: stems like 'erc_fmr2.5e-1' hold dots
         buf = io.BytesIO()
         meta = PDF_METADATA if fmt == "pdf" else PNG_METADATA if fmt == "png" else {"Date": None} if fmt == "svg" else None
         fig.savefig(buf, format=fmt, metadata=meta, bbox_inches="tight", pad_inches=0.02)

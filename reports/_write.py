@@ -14,13 +14,14 @@ import numpy as np
 from fiqa_bench.errors import FiqaError
 from fiqa_bench.naming import slug
 
-from ._load import Results, fmt_fmr, load_pairs, load_results, pair_methods
+from ._load import Results, fmr_key, fmt_fmr, load_pairs, load_results, pair_methods
 from ._style import png_bytes, save_figure, style_map
-from .latex import build_tables, render_table, render_wrapper
+from .latex import build_tables, render_table, render_wrapper, variant_slug
 from .summary import html_page, markdown
 
 REPORT_DIR = "report"
 MANIFEST = "results.json"
+AGGREGATES = "aggregates.csv"  # mean over datasets x FR models and Schlett's relative ranking (reports.aggregate)
 SUPPORTED_FORMATS = ("pdf", "png", "svg")
 
 
@@ -55,15 +56,23 @@ def _remove_stale(out: Path) -> None:
             (out / rel).unlink(missing_ok=True)
 
 
-def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), progress: bool = False) -> list[Path]:
+def write_report(
+    results_dir: Path,
+    *,
+    formats: Iterable[str] = ("pdf", "png"),
+    progress: bool = False,
+    protocols: Iterable[str] | None = None,
+) -> list[Path]:
     """Rebuild every report artefact from ``results_dir`` into ``results_dir/report/``.
 
-    Reads results.csv, curves.csv, pairs/*.npz and run.json (no model or dataset is touched) and writes:
+    Reads results.csv, curves.csv, pairs/*.npz and run.json through :func:`fiqa_bench.results.read_results`
+    (no model, dataset or evaluator is touched) and writes:
     ``table_*.tex`` fragments plus ``report_tables.tex`` (standalone, pdflatex), ERC/EDC figures per
     (dataset, FR model, FMR), appendix grids per (protocol, FMR), pair-quality distributions per
     (dataset, FR model), ``summary.md``, a self-contained ``summary.html`` and ``results.json``
     (provenance + result records + sha256 of every artefact). Output is byte-identical when rerun on
-    the same results. Returns the written paths, sorted.
+    the same results. ``protocols``: only these saved protocols (default: every one in the folder).
+    Returns the written paths, sorted.
     """
     from tqdm import tqdm
 
@@ -71,12 +80,17 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
     bad = [f for f in formats if f not in SUPPORTED_FORMATS]
     if bad:
         raise FiqaError(f"report format(s) {', '.join(bad)} not supported; use {', '.join(SUPPORTED_FORMATS)}.")
-    res = load_results(Path(results_dir))
+    res = load_results(Path(results_dir)).only(list(protocols) if protocols is not None else None)
     out = res.folder / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale(out)
     written: list[Path] = []
 
+    from .aggregate import aggregate_rows
+
+    p = out / AGGREGATES
+    p.write_text(aggregate_rows(res.results, res.reference_methods).to_csv(index=False))
+    written.append(p)
     tables = build_tables(res)
     for t in tables:
         p = out / f"{t.name}.tex"
@@ -101,11 +115,19 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
             html_images.append((stem, data if data is not None else (out / f"{stem}.png").read_bytes()))
 
     jobs: list[tuple[str, tuple]] = []
-    have = res.curves.groupby(["dataset", "fr_model", "protocol", "fmr"]).size()
-    for ds, fr, protocol, fmr in sorted(have.index.tolist()):
-        jobs.append(("curve", (ds, fr, protocol, float(fmr))))
+    # One figure per results variant (protocol + parameters) whose curve was saved: several EDC discard
+    # limits read their areas from one curve, each figure marks its own limit.
+    c = res.curves
+    curve_keys = set(zip(c["dataset"], c["fr_model"], c["variant"], [fmr_key(f) for f in c["fmr"]], strict=True))
+    keys = res.results[["dataset", "fr_model", "variant", "curve_variant", "fmr"]].drop_duplicates()
+    drawn_variants: set[str] = set()
+    for ds, fr, variant, curve_variant, fmr in keys.itertuples(index=False):
+        if (ds, fr, curve_variant, fmr_key(fmr)) in curve_keys:
+            jobs.append(("curve", (ds, fr, variant, float(fmr))))
+            drawn_variants.add(variant)
+    jobs.sort(key=lambda j: (j[1][0], j[1][1], j[1][2], -1.0 if np.isnan(j[1][3]) else j[1][3]))
     if len(res.datasets) * len(res.fr_models) > 1:
-        for protocol in res.protocols:
+        for protocol in [v for v in res.variants if v in drawn_variants]:
             for fmr in res.fmrs:
                 jobs.append(("grid", (protocol, fmr)))
     for (ds, fr), path in sorted(res.pairs.items()):
@@ -114,11 +136,11 @@ def write_report(results_dir: Path, *, formats: Iterable[str] = ("pdf", "png"), 
         if kind == "curve":
             ds, fr, protocol, fmr = args
             fig = plots.curve_figure(res, styles, ds, fr, protocol, fmr)
-            emit(fig, f"{protocol.lower()}_{slug(ds)}__{slug(fr)}__fmr{fmt_fmr(fmr)}", embed=True)
+            emit(fig, f"{variant_slug(protocol)}__{slug(ds)}__{slug(fr)}__fmr{fmt_fmr(fmr)}", embed=True)
         elif kind == "grid":
             protocol, fmr = args
             fig = plots.grid_figure(res, styles, protocol, fmr)
-            emit(fig, f"grid_{protocol.lower()}__fmr{fmt_fmr(fmr)}", embed=False)
+            emit(fig, f"grid_{variant_slug(protocol)}__fmr{fmt_fmr(fmr)}", embed=False)
         else:
             ds, fr, path = args
             arrays = load_pairs(path)

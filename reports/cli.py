@@ -14,12 +14,13 @@ import pandas as pd
 from fiqa_bench.errors import FiqaError, MissingDataError
 from fiqa_bench.naming import slug
 
-from ._load import load_pairs, load_results, pair_methods
+from ._load import load_pairs, load_results, pair_methods, same_fmr
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="folder written by `fiqa-bench run --out` (holds results.csv)")
     parser.add_argument("--formats", default="pdf,png", help="figure formats, comma list of pdf, png, svg (default: pdf,png)")
+    parser.add_argument("--protocols", help="only these saved protocols, comma list (default: every protocol in the folder)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -27,7 +28,8 @@ def report_main(args: argparse.Namespace) -> int:
     from ._write import write_report
 
     formats = [f.strip() for f in str(args.formats).split(",") if f.strip()]
-    paths = write_report(Path(args.results_dir), formats=formats, progress=not getattr(args, "quiet", False))
+    protocols = [p.strip() for p in str(args.protocols).split(",") if p.strip()] if getattr(args, "protocols", None) else None
+    paths = write_report(Path(args.results_dir), formats=formats, progress=not getattr(args, "quiet", False), protocols=protocols)
     folder = paths[0].parent if paths else Path(args.results_dir)
     print(f"report: {len(paths)} files in {folder} (summary.html, summary.md, report_tables.tex, results.json)")
     return 0
@@ -40,7 +42,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="only this dataset")
     parser.add_argument("--fr-model", help="only this FR model")
     parser.add_argument("--fmr", type=float, help="only this FMR target")
-    parser.add_argument("--protocol", type=str.upper, choices=["ERC", "EDC"], help="only this protocol")
+    parser.add_argument("--protocol", type=str.lower, help="only this protocol (a name in the results' protocol column, e.g. edc)")
     parser.add_argument("--n", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -53,8 +55,9 @@ def _check_method(name: str, known: list[str], where: Path) -> None:
     raise FiqaError(f"{where}: no method {name!r} in the saved pairs.{hint} Known methods: {', '.join(known)}.")
 
 
-def _protocol_kwargs(rows: pd.DataFrame, protocol: str) -> dict[str, Any]:
-    """The protocol settings recorded with the results, so the test uses the same curve as the table."""
+def _protocol_kwargs(rows: pd.DataFrame, kind: str) -> dict[str, Any]:
+    """The protocol parameters recorded in the rows (discard limit, starting error, normalised), so the
+    test uses the same curve and area as the table. ERC protocols use their own reject schedule."""
 
     def first(col: str) -> Any:
         if col not in rows.columns:
@@ -63,17 +66,16 @@ def _protocol_kwargs(rows: pd.DataFrame, protocol: str) -> dict[str, Any]:
         return vals.iloc[0] if len(vals) else None
 
     kw: dict[str, Any] = {}
-    if protocol == "EDC":
+    if kind == "edc":
         limit = first("discard_limit")
         if limit is not None:
             kw["discard_limit"] = float(limit)
+        start = first("starting_error")
+        if start is not None:
+            kw["starting_error"] = float(start)
         norm = first("normalised")
         if norm is not None and str(norm).strip().lower() in ("true", "1"):
             kw["normalised"] = True
-    else:
-        rmax = first("reject_max")
-        if rmax is not None and not math.isclose(float(rmax), 0.95):
-            kw["fractions"] = np.round(np.arange(0.0, float(rmax) + 1e-9, 0.05), 10)
     return kw
 
 
@@ -104,7 +106,9 @@ def compare(
     if fr_model is not None:
         _check_name("FR model", fr_model, sorted({k[1] for k in keys}), res.folder)
         keys = [k for k in keys if k[1] == fr_model]
-    protocols = [protocol.upper()] if protocol else res.protocols
+    if protocol is not None:
+        _check_name("protocol", protocol.lower(), res.protocols, res.folder)
+    variants = [v for v in res.variants if protocol is None or res.variant_protocol(v) == protocol.lower()]
     rows = []
     for ds, fr in keys:
         path = res.pairs[(ds, fr)]
@@ -113,7 +117,7 @@ def compare(
         _check_method(method_a, known, path)
         _check_method(method_b, known, path)
         sel = res.results[(res.results["dataset"] == ds) & (res.results["fr_model"] == fr)]
-        fmrs = sorted({float(f) for f in sel["fmr"]} or set(res.run.get("fmrs") or []), reverse=True)
+        fmrs = sorted({float(f) for f in sel["fmr"] if not math.isnan(float(f))} or set(res.run.get("fmrs") or []), reverse=True)
         if fmr is not None:
             match = [f for f in fmrs if math.isclose(f, fmr, rel_tol=1e-9)]
             if not match:
@@ -121,14 +125,19 @@ def compare(
                                 f"{', '.join(f'{f:g}' for f in fmrs)}.")
             fmrs = match
         for target in fmrs:
-            for proto in protocols:
-                kw = _protocol_kwargs(sel[sel["protocol"] == proto], proto)
+            for variant in variants:
+                proto = res.variant_protocol(variant)
+                rows_v = sel[(sel["variant"] == variant) & same_fmr(sel["fmr"], target)]
+                if rows_v.empty:
+                    continue
+                kw = _protocol_kwargs(rows_v, res.card(proto).kind)
                 out = paired_bootstrap(
                     arrays["similarity"], arrays["genuine"], arrays[f"q__{method_a}"], arrays[f"q__{method_b}"], target, proto,
                     folds=arrays.get("fold"), n=n, seed=seed, **kw,
                 )
                 rows.append({
-                    "dataset": ds, "fr_model": fr, "protocol": proto, "fmr": target, "method_a": method_a, "method_b": method_b,
+                    "dataset": ds, "fr_model": fr, "protocol": proto, "variant": variant, "fmr": target, "method_a": method_a,
+                    "method_b": method_b,
                     "auc_a": float(out["auc_a"]), "auc_b": float(out["auc_b"]), "diff": float(out["diff"]),
                     "ci_low": float(out["ci_low"]), "ci_high": float(out["ci_high"]), "p_value": float(out["p_value"]),
                     "n": int(out.get("n", n)), "seed": seed,
@@ -159,7 +168,7 @@ def compare_main(args: argparse.Namespace) -> int:
     print(f"Paired bootstrap ({int(table['n'].iloc[0])} resamples of the pairs within folds, seed {args.seed}); "
           f"diff = AUC({args.method_a}) - AUC({args.method_b}), lower AUC is better.")
     shown = pd.DataFrame({
-        "dataset": table["dataset"], "fr_model": table["fr_model"], "protocol": table["protocol"],
+        "dataset": table["dataset"], "fr_model": table["fr_model"], "protocol": table["variant"],
         "fmr": [f"{f:g}" for f in table["fmr"]],
         f"AUC {args.method_a}": [_fmt(v) for v in table["auc_a"]], f"AUC {args.method_b}": [_fmt(v) for v in table["auc_b"]],
         "diff": [_fmt(v) for v in table["diff"]],

@@ -16,7 +16,7 @@ import pandas as pd
 
 from fiqa_bench.naming import slug
 
-from ._load import Results, below_resolution, fmt_fmr
+from ._load import Results, below_resolution, fmr_key, fmt_fmr, protocol_heading, same_fmr
 
 FRAGMENT_PREAMBLE = "% fiqa-bench table fragment; needs \\usepackage{booktabs} and \\usepackage{graphicx}.\n"
 RESIZE_ABOVE = 6  # more data columns than this: scale the tabular to the line width
@@ -39,6 +39,8 @@ def tex_escape(text: object) -> str:
 
 
 def tex_fmr(fmr: float) -> str:
+    if math.isnan(float(fmr)):
+        return "(no target)"
     mant, exp = fmt_fmr(fmr).split("e")
     return f"$10^{{{exp}}}$" if mant == "1" else f"${mant}\\cdot 10^{{{exp}}}$"
 
@@ -65,7 +67,7 @@ class Cell:
 class Table:
     name: str
     label: str
-    protocol: str
+    protocol: str  # the variant: protocol name plus row-level parameters (fiqa_bench.results.variant_label)
     fmr: float | None
     columns: list[Column]
     methods: list[str]
@@ -74,6 +76,8 @@ class Table:
     scale_exp: int = 0
     caption: str = ""
     compact: bool = False
+    aggregate: str = ""  # "mean" or "rank": a table of reports.aggregate (columns = FMR targets)
+    heading: str = ""  # plain text: curve family, protocol name and title, parameters, FMR
 
 
 def _scale_exponent(values: list[float]) -> int:
@@ -103,8 +107,17 @@ def _rank(table: Table) -> None:
 def _lookup(results: pd.DataFrame) -> dict[tuple[str, str, str, float, str], dict[str, Any]]:
     out = {}
     for rec in results.to_dict("records"):
-        out[(rec["dataset"], rec["fr_model"], rec["protocol"], round(float(rec["fmr"]), 15), rec["method"])] = rec
+        out[(rec["dataset"], rec["fr_model"], rec["variant"], fmr_key(rec["fmr"]), rec["method"])] = rec
     return out
+
+
+def variant_slug(variant: str) -> str:
+    """'edc, discard limit 0.3' -> 'edc_discard-limit-0-3' (file names and LaTeX labels)."""
+    return "_".join(slug(part) for part in variant.split(", "))
+
+
+def area_name(res: Results, variant: str) -> str:
+    return {"erc": "AUC", "edc": "pAUC"}.get(res.card(res.variant_protocol(variant)).kind, "value")
 
 
 def _n_impostor(res: Results, dataset: str, fr_model: str) -> float:
@@ -116,7 +129,7 @@ def _n_impostor(res: Results, dataset: str, fr_model: str) -> float:
 
 
 def _column_warn(res: Results, rows: dict, col: Column, protocol: str) -> bool:
-    recs = [v for k, v in rows.items() if k[:4] == (col.dataset, col.fr_model, protocol, round(col.fmr, 15))]
+    recs = [v for k, v in rows.items() if k[:4] == (col.dataset, col.fr_model, protocol, fmr_key(col.fmr))]
     unresolvable = any(not bool(r.get("fmr_resolvable", True)) for r in recs)
     return unresolvable or below_resolution(col.fmr, _n_impostor(res, col.dataset, col.fr_model))
 
@@ -127,7 +140,7 @@ def build_tables(res: Results) -> list[Table]:
     methods = [m for m in res.methods if m not in refs]
     tables: list[Table] = []
     multi_model = len(res.fr_models) > 1
-    for protocol in res.protocols:
+    for protocol in res.variants:
         groups: list[tuple[float | None, list[Column]]] = []
         if multi_model:
             for fmr in res.fmrs:
@@ -136,16 +149,16 @@ def build_tables(res: Results) -> list[Table]:
             fr = res.fr_models[0]
             groups.append((None, [Column(ds, fr, fmr, f"FMR {tex_fmr(fmr)}", group=tex_escape(ds)) for ds in res.datasets for fmr in res.fmrs]))
         for fmr, cols in groups:
-            present = [c for c in cols if any(k[:4] == (c.dataset, c.fr_model, protocol, round(c.fmr, 15)) for k in rows)]
+            present = [c for c in cols if any(k[:4] == (c.dataset, c.fr_model, protocol, fmr_key(c.fmr)) for k in rows)]
             if not present:
                 continue
             suffix = f"_fmr{fmt_fmr(fmr)}" if fmr is not None else ""
-            t = Table(name=f"table_{slug(protocol)}{suffix}", label=f"tab:fiqa-{slug(protocol).lower()}{suffix.replace('_', '-')}",
+            t = Table(name=f"table_{variant_slug(protocol)}{suffix}", label=f"tab:fiqa-{variant_slug(protocol)}{suffix.replace('_', '-')}",
                       protocol=protocol, fmr=fmr, columns=present, methods=methods, references=refs)
             for j, col in enumerate(present):
                 col.warn = _column_warn(res, rows, col, protocol)
                 for m in methods + refs:
-                    rec = rows.get((col.dataset, col.fr_model, protocol, round(col.fmr, 15), m))
+                    rec = rows.get((col.dataset, col.fr_model, protocol, fmr_key(col.fmr), m))
                     if rec is None:
                         continue
                     lo, hi = rec.get("ci_low", float("nan")), rec.get("ci_high", float("nan"))
@@ -153,32 +166,96 @@ def build_tables(res: Results) -> list[Table]:
                     t.cells[(m, j)] = Cell(float(rec["auc"]), half)
             _finish(t)
             t.caption = _caption(res, t)
+            t.heading = protocol_heading(res, protocol, fmr)
             tables.append(t)
     tables.extend(build_compact(res))
+    tables.extend(build_aggregates(res))
     return tables
 
 
+AGGREGATE_TITLE = {"mean": "Mean over datasets x FR models", "rank": "Relative ranking (Schlett et al.)"}
+
+
+def build_aggregates(res: Results) -> list[Table]:
+    """Per protocol variant: the mean over (dataset, FR model) columns and Schlett's relative ranking, as
+    two tables whose columns are the FMR targets (values from reports.aggregate.aggregate_rows)."""
+    from .aggregate import aggregate_rows
+
+    if len(res.datasets) * len(res.fr_models) < 2:
+        return []  # one column: the mean is the table itself and every rank is 0 (aggregates.csv still has them)
+    agg = aggregate_rows(res.results, res.reference_methods)
+    refs = sorted(res.reference_methods)
+    methods = [m for m in res.methods if m not in refs]
+    out = []
+    for variant in res.variants:
+        sub = agg[agg["variant"] == variant]
+        fmrs = [f for f in res.fmrs if same_fmr(sub["fmr"], f).any()]
+        if not fmrs:
+            continue
+        for kind, col_name in (("mean", "mean_auc"), ("rank", "relative_rank")):
+            cols = [Column("all", "all", f, f"FMR {tex_fmr(f)}") for f in fmrs]
+            t = Table(name=f"table_{kind}_{variant_slug(variant)}", label=f"tab:fiqa-{kind}-{variant_slug(variant)}",
+                      protocol=variant, fmr=None, columns=cols, methods=methods, references=refs if kind == "mean" else [],
+                      aggregate=kind)
+            for j, f in enumerate(fmrs):
+                block = sub[same_fmr(sub["fmr"], f)]
+                for rec in block.to_dict("records"):
+                    if kind == "rank" and rec["reference_line"]:
+                        continue
+                    t.cells[(rec["method"], j)] = Cell(float(rec[col_name]))
+            _finish(t)
+            n_cols = int(sub["n_columns"].max())
+            t.heading = f"{AGGREGATE_TITLE[kind]}: {protocol_heading(res, variant)}"
+            t.caption = _aggregate_caption(res, t, n_cols)
+            out.append(t)
+    return out
+
+
+def _aggregate_caption(res: Results, t: Table, n_cols: int) -> str:
+    columns = ", ".join(f"{tex_escape(d)}/{tex_escape(m)}" for d in res.datasets for m in res.fr_models)
+    what = "Mean" if t.aggregate == "mean" else "Relative ranking"
+    formula = (
+        "$\\bar{A}_m = \\frac{1}{|C|}\\sum_{c\\in C} A_{m,c}$"
+        if t.aggregate == "mean"
+        else "$R_m = \\frac{1}{|C|}\\sum_{c\\in C} \\frac{A_{m,c} - \\min_{m'} A_{m',c}}{\\max_{m'} A_{m',c} - \\min_{m'} A_{m',c}}$"
+    )
+    parts = [f"{what} over the {n_cols} (dataset, FR model) columns $C$ ({columns}) of the "
+             f"{protocol_sentence(res, t.protocol, ', FMR target per column')}."]
+    extra = (" ($\\min$ and $\\max$ over the ranked methods; 0 = best in every column, 1 = worst; a column where all "
+             "ranked methods are equal scales to 0)") if t.aggregate == "rank" else ""
+    parts.append(f"Formula: {formula}, with $A_{{m,c}}$ the area of method $m$ in column $c${extra}.")
+    parts.append("Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked"
+                 + (" and do not set the column minimum or maximum." if t.aggregate == "rank" else "."))
+    parts.append("-- : a method without a value in every column.")
+    if t.scale_exp:
+        parts.append(f"Values $\\times 10^{{{t.scale_exp}}}$.")
+    return " ".join(parts)
+
+
 def build_compact(res: Results) -> list[Table]:
-    """Mean AUC over datasets: one table per protocol, columns = FMR (x FR model)."""
+    """Mean AUC over datasets: one table per protocol, columns = FMR (x FR model); only with several datasets
+    and several FR models (otherwise it repeats the per-column table or the mean over datasets x FR models)."""
+    if len(res.datasets) < 2 or len(res.fr_models) < 2:
+        return []
     r = res.results
     refs = sorted(res.reference_methods)
     methods = [m for m in res.methods if m not in refs]
     out = []
-    for protocol in res.protocols:
+    for protocol in res.variants:
         multi = len(res.fr_models) > 1
         cols = [
             Column("mean", fr, fmr, tex_escape(fr) if multi else f"FMR {tex_fmr(fmr)}", group=f"FMR {tex_fmr(fmr)}" if multi else "")
             for fmr in res.fmrs
             for fr in res.fr_models
         ]
-        sub = r[r["protocol"] == protocol]
-        cols = [c for c in cols if ((sub["fr_model"] == c.fr_model) & np.isclose(sub["fmr"], c.fmr)).any()]
+        sub = r[r["variant"] == protocol]
+        cols = [c for c in cols if ((sub["fr_model"] == c.fr_model) & same_fmr(sub["fmr"], c.fmr)).any()]
         if not cols:
             continue
-        t = Table(name=f"table_compact_{slug(protocol)}", label=f"tab:fiqa-compact-{slug(protocol).lower()}", protocol=protocol,
+        t = Table(name=f"table_compact_{variant_slug(protocol)}", label=f"tab:fiqa-compact-{variant_slug(protocol)}", protocol=protocol,
                   fmr=None, columns=cols, methods=methods, references=refs, compact=True)
         for j, col in enumerate(cols):
-            sel = sub[(sub["fr_model"] == col.fr_model) & np.isclose(sub["fmr"], col.fmr)]
+            sel = sub[(sub["fr_model"] == col.fr_model) & same_fmr(sub["fmr"], col.fmr)]
             col.warn = any(_column_warn(res, _lookup(sel), Column(ds, col.fr_model, col.fmr, ""), protocol) for ds in res.datasets)
             for m in methods + refs:
                 vals = sel.loc[sel["method"] == m, "auc"].to_numpy(float)
@@ -188,6 +265,7 @@ def build_compact(res: Results) -> list[Table]:
                     t.cells[(m, j)] = Cell(mean)
         _finish(t)
         t.caption = _caption(res, t)
+        t.heading = protocol_heading(res, protocol)
         out.append(t)
     return out
 
@@ -201,25 +279,38 @@ def _finish(t: Table) -> None:
     _rank(t)
 
 
+def fractions_text(fractions: list[float]) -> str:
+    """'0 to 0.95 in steps of 0.05' for an evenly spaced list, else the list."""
+    if len(fractions) > 2:
+        steps = np.diff(fractions)
+        if np.allclose(steps, steps[0], rtol=0, atol=1e-9):
+            return f"{fractions[0]:g} to {fractions[-1]:g} in steps of {steps[0]:g}"
+    return ", ".join(f"{f:g}" for f in fractions)
+
+
+def protocol_sentence(res: Results, variant: str, fmr_text: str = "", *, tex: bool = True) -> str:
+    """What is measured, in words, from the saved protocol card and parameters (never guessed): area,
+    curve family, protocol name and title, parameters, ``fmr_text``, reject fractions, rule and source."""
+    esc = tex_escape if tex else str
+    protocol = res.variant_protocol(variant)
+    card = res.card(protocol)
+    text = f"{area_name(res, variant)} of {esc(protocol_heading(res, variant))}{fmr_text}"
+    if card.kind == "erc" and res.reject_fractions:
+        text += f"; reject fractions {fractions_text(res.reject_fractions)}"
+    if card.rule:
+        text += f". Rule: {esc(card.rule)}"
+    if card.source:
+        text += f" (source: {esc(card.source)})"
+    return text
+
+
 def _caption(res: Results, t: Table) -> str:
-    r = res.results[res.results["protocol"] == t.protocol]
-    what = "AUC" if t.protocol == "ERC" else "pAUC"
-    if t.protocol == "ERC":
-        reject = r["reject_max"].dropna()
-        rmax = float(reject.iloc[0]) if len(reject) else 0.95
-        proto = (f"Area under the ERC with the threshold recomputed on the retained pairs at each reject fraction "
-                 f"(CR-FIQA/MagFace protocol; reject fractions 0 to {rmax:g} in steps of 0.05; trapezoid AUC)")
-    elif t.protocol == "EDC":
-        lim = r["discard_limit"].dropna()
-        dl = float(lim.iloc[0]) if len(lim) else float("nan")
-        proto = (f"Partial area under the EDC with the threshold fixed once on all pairs (Schlett et al.; pairs discarded "
-                 f"lowest quality first, ties together; stepwise pAUC up to a discard fraction of {dl:g})")
-    else:
-        proto = f"{tex_escape(t.protocol)} area"
+    r = res.results[res.results["variant"] == t.protocol]
+    fmr = f", FMR {tex_fmr(t.fmr)}" if t.fmr is not None else (", FMR target per column" if len({c.fmr for c in t.columns}) > 1 else "")
+    proto = protocol_sentence(res, t.protocol, fmr)
     if t.compact:
-        proto = f"Mean over datasets ({', '.join(tex_escape(d) for d in res.datasets)}) of the {what}: " + proto[0].lower() + proto[1:]
-    fmr = f" at FMR {tex_fmr(t.fmr)}" if t.fmr is not None else (", FMR target per column" if len({c.fmr for c in t.columns}) > 1 else "")
-    parts = [f"{proto}{fmr}."]
+        proto = f"Mean over datasets ({', '.join(tex_escape(d) for d in res.datasets)}) of the " + proto
+    parts = [f"{proto}."]
     parts.append("Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked.")
     if t.scale_exp:
         parts.append(f"Values $\\times 10^{{{t.scale_exp}}}$.")

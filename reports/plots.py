@@ -10,18 +10,25 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ._load import Results, fmt_fmr
+from ._load import Results, protocol_heading, same_fmr
 from ._style import COLUMN_WIDTH_IN, TEXT_WIDTH_IN, Style, theme
 
 GENUINE_COLOR = "#0072B2"
 IMPOSTOR_COLOR = "#D55E00"
 XLABEL = {"ERC": "Fraction of pairs rejected", "EDC": "Fraction of pairs discarded"}
 YLABEL = {"ERC": "FNMR (threshold recomputed)", "EDC": "FNMR (threshold fixed)"}
+AREA = {"ERC": "AUC", "EDC": "pAUC"}
 
 
-def _limit(results: pd.DataFrame, protocol: str) -> float | None:
-    col = "reject_max" if protocol == "ERC" else "discard_limit"
-    vals = results[col].dropna() if col in results.columns else pd.Series(dtype=float)
+def _curve(res: Results, variant: str) -> str:
+    """The curve family ("ERC" or "EDC") of a variant, from its saved protocol card."""
+    return res.card(res.variant_protocol(variant)).kind.upper()
+
+
+def _limit(res: Results, results: pd.DataFrame, curve: str) -> float | None:
+    if curve == "ERC":
+        return float(res.reject_fractions[-1]) if res.reject_fractions else None
+    vals = results["discard_limit"].dropna() if "discard_limit" in results.columns else pd.Series(dtype=float)
     return float(vals.iloc[0]) if len(vals) else None
 
 
@@ -40,11 +47,13 @@ def draw_curves(
     *,
     legend_auc: bool = True,
 ) -> list[tuple[object, str]]:
-    """Draw every method's curve for one (dataset, FR model, protocol, FMR); returns legend handles."""
+    """Draw every method's curve for one (dataset, FR model, protocol variant, FMR); returns legend handles."""
+    curve = _curve(res, protocol)
     cur = res.curves
-    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["protocol"] == protocol) & np.isclose(cur["fmr"], fmr)]
     rows = res.results
-    rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["protocol"] == protocol) & np.isclose(rows["fmr"], fmr)]
+    rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["variant"] == protocol) & same_fmr(rows["fmr"], fmr)]
+    curve_variant = rsel["curve_variant"].iloc[0] if len(rsel) else protocol  # e.g. one EDC curve, several discard limits
+    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["variant"] == curve_variant) & same_fmr(cur["fmr"], fmr)]
     aucs = dict(zip(rsel["method"], rsel["auc"], strict=True))
     handles: list[tuple[object, str]] = []
     drawn: list[tuple[np.ndarray, np.ndarray]] = []
@@ -58,7 +67,7 @@ def draw_curves(
         x = c["fraction"].to_numpy(float)
         y = c["fnmr"].to_numpy(float)
         st = styles[method]
-        step = "post" if protocol == "EDC" else None
+        step = "post" if curve == "EDC" else None
         kw = st.kwargs()
         if st.marker is not None:
             # Markers spread along the line and offset per method so they do not sit on top of each other.
@@ -71,12 +80,12 @@ def draw_curves(
                 ax.fill_between(x, lo, hi, color=st.color, alpha=band_alpha, linewidth=0, step=step, zorder=1)
         label = _auc_label(method, float(aucs.get(method, float("nan")))) if legend_auc else method
         handles.append((line, label))
-    limit = _limit(rsel, protocol)
-    if protocol == "EDC" and limit is not None:
+    limit = _limit(res, rsel, curve)
+    if curve == "EDC" and limit is not None:
         ax.axvline(limit, color="#333333", linewidth=0.6, linestyle=(0, (1, 1.5)), zorder=0)
         ax.set_xlim(0, min(1.0, max(0.5, 2.5 * limit)))
-    elif protocol == "ERC":
-        ax.set_xlim(0, limit if limit else 0.95)
+    elif curve == "ERC" and limit:
+        ax.set_xlim(0, limit)
     # y range from the curves in view (bands may extend beyond it and are clipped; the curves never are).
     xmax = ax.get_xlim()[1]
     top = max((float(np.nanmax(y[x <= xmax + 1e-9], initial=0.0)) for x, y in drawn), default=0.0)
@@ -89,9 +98,9 @@ def _has_bands(res: Results) -> bool:
     return {"fnmr_lo", "fnmr_hi"} <= set(res.curves.columns) and bool(res.curves["fnmr_lo"].notna().any())
 
 
-def _title(dataset: str, fr_model: str, protocol: str, fmr: float) -> str:
-    kind = "recomputed thr." if protocol == "ERC" else "fixed thr."
-    return f"{protocol} ({kind}) | {dataset} | {fr_model} | FMR {fmt_fmr(fmr)}"
+def _title(res: Results, dataset: str, fr_model: str, protocol: str, fmr: float) -> str:
+    """'ERC (erc: CR-FIQA reference rule), FMR 1e-3' over '<dataset> | <FR model>'."""
+    return f"{protocol_heading(res, protocol, fmr)}\n{dataset} | {fr_model}"
 
 
 def curve_figure(res: Results, styles: dict[str, Style], dataset: str, fr_model: str, protocol: str, fmr: float) -> Figure:
@@ -99,19 +108,20 @@ def curve_figure(res: Results, styles: dict[str, Style], dataset: str, fr_model:
     with theme():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.3))
         handles = draw_curves(ax, res, styles, dataset, fr_model, protocol, fmr)
-        ax.set_xlabel(XLABEL.get(protocol, "Fraction"))
-        ax.set_ylabel(YLABEL.get(protocol, "FNMR"))
-        ax.set_title(_title(dataset, fr_model, protocol, fmr))
+        curve = _curve(res, protocol)
+        ax.set_xlabel(XLABEL.get(curve, "Fraction"))
+        ax.set_ylabel(YLABEL.get(curve, "FNMR"))
+        ax.set_title(_title(res, dataset, fr_model, protocol, fmr), fontsize=6.0)
         if handles:
             ncol = 2 if max(len(h[1]) for h in handles) > 16 else 3
             fig.legend(
                 [h[0] for h in handles], [h[1] for h in handles], loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                ncol=ncol, handlelength=2.6, columnspacing=1.0, title=f"method ({'AUC' if protocol == 'ERC' else 'pAUC'})" + ("; bands: 95% bootstrap CI" if _has_bands(res) else ""),
+                ncol=ncol, handlelength=2.6, columnspacing=1.0, title=f"method ({AREA.get(curve, 'area')})" + ("; bands: 95% bootstrap CI" if _has_bands(res) else ""),
                 title_fontsize=6.0,
             )
         # Fixed margins instead of tight_layout (slow): room for the x label above the legend; savefig's
         # bbox_inches="tight" then crops to the content.
-        fig.subplots_adjust(left=0.14, right=0.98, top=0.9, bottom=0.2)
+        fig.subplots_adjust(left=0.14, right=0.98, top=0.86, bottom=0.2)
     return fig
 
 
@@ -135,7 +145,7 @@ def grid_figure(res: Results, styles: dict[str, Style], protocol: str, fmr: floa
                 if c == 0:
                     ax.set_ylabel(f"{ds}\nFNMR")
                 if r == len(datasets) - 1:
-                    ax.set_xlabel(XLABEL.get(protocol, "Fraction"))
+                    ax.set_xlabel(XLABEL.get(_curve(res, protocol), "Fraction"))
         for r in range(len(datasets)):
             # Same y range along a row (one dataset) so FR models compare at a glance.
             top = max(ax.get_ylim()[1] for ax in axes[r])
@@ -143,8 +153,7 @@ def grid_figure(res: Results, styles: dict[str, Style], protocol: str, fmr: floa
                 ax.set_ylim(0, top)
                 if c:
                     ax.tick_params(labelleft=False)
-        kind = "threshold recomputed" if protocol == "ERC" else "threshold fixed"
-        fig.suptitle(f"{protocol} ({kind}), FMR {fmt_fmr(fmr)}", fontsize=8)
+        fig.suptitle(protocol_heading(res, protocol, fmr), fontsize=8)
         if seen:
             labels = sorted(seen, key=lambda m: (styles[m].reference, m))
             fig.legend([seen[m] for m in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),

@@ -13,6 +13,8 @@ from .latex import Table
 
 def plain_label(t: Table, j: int) -> str:
     col = t.columns[j]
+    if t.aggregate:
+        return f"FMR {fmt_fmr(col.fmr)}"
     if t.compact:
         return (f"{col.fr_model}, " if len({c.fr_model for c in t.columns}) > 1 else "") + f"FMR {fmt_fmr(col.fmr)}"
     sub = f"FMR {fmt_fmr(col.fmr)}" if t.fmr is None else col.fr_model
@@ -20,11 +22,8 @@ def plain_label(t: Table, j: int) -> str:
 
 
 def table_title(t: Table) -> str:
-    what = "AUC" if t.protocol == "ERC" else "pAUC"
-    kind = {"ERC": "threshold recomputed", "EDC": "threshold fixed"}.get(t.protocol, t.protocol)
-    head = f"{'Mean over datasets: ' if t.compact else ''}{t.protocol} {what} ({kind})"
-    if t.fmr is not None:
-        head += f", FMR {fmt_fmr(t.fmr)}"
+    """'ERC (erc: CR-FIQA reference rule), FMR 1e-3' (+ 'Mean over datasets: ', + the scale)."""
+    head = f"{'Mean over datasets: ' if t.compact else ''}{t.heading}"
     if t.scale_exp:
         head += f", values x 10^{t.scale_exp}"
     return head
@@ -70,7 +69,7 @@ def warnings(res: Results) -> list[str]:
     for rec in r.to_dict("records"):
         note = str(rec.get("note") or "").strip()
         if note and note.lower() != "nan":
-            where.setdefault(note, set()).add(f"{rec['dataset']}/{rec['fr_model']} {rec['protocol']} ({rec['method']})")
+            where.setdefault(note, set()).add(f"{rec['dataset']}/{rec['fr_model']} {rec['variant']} ({rec['method']})")
     for note in sorted(where):
         places = sorted(where[note])
         shown = ", ".join(places[:4]) + (f" and {len(places) - 4} more" if len(places) > 4 else "")
@@ -109,8 +108,42 @@ VERIFICATION_TEXT = ("Accuracy on each fold at the threshold that is best on the
                      "10 contiguous blocks where the dataset has no folds), before any rejection.")
 
 
+VERIFICATION_ROWS_HEAD = ["dataset", "FR model", "protocol", "scores from", "pairs", "folds", "accuracy (mean ± std over folds)",
+                          "note"]
+
+
+def verification_section(res: Results) -> tuple[str, list[str], list[list[str]]]:
+    """(explanation, header, rows) of the verification table: the saved verification rows, each labelled
+    with its protocol (e.g. insightface's printed accuracy on flip-summed embeddings beside the exact
+    one); folders without such rows get the exact k-fold accuracy of the saved pair similarities."""
+    v = res.verification
+    if not len(v):
+        return VERIFICATION_TEXT, VERIFICATION_HEAD, _verification_rows(res)
+    rows = []
+    for rec in v.to_dict("records"):
+        card = res.card(rec["protocol"])
+        folds = _num(rec.get("n_folds"))
+        scores = str(rec.get("scores") or "embeddings")
+        rows.append([rec["dataset"], rec["fr_model"], card.label(), "embeddings" if scores == "nan" else scores,
+                     str(int(_num(rec.get("n_pairs")))),
+                     str(int(folds)) if math.isfinite(folds) else "?",
+                     f"{100 * _num(rec.get('accuracy')):.2f}% ± {100 * _num(rec.get('accuracy_std')):.2f}", str(rec.get("note") or "")])
+    # The exact k-fold accuracy beside every other verification number, read from the saved pairs where
+    # the run did not save it as a row (labelled as such).
+    have_exact = {(r[0], r[1]) for r, p in zip(rows, v["protocol"], strict=True) if p == "verification_exact"}
+    for ds, model, n, folds, acc, _, _ in _verification_rows(res):
+        if (ds, model) not in have_exact:
+            rows.append([ds, model, "exact k-fold accuracy (from the saved pair similarities)", "embeddings", n, folds, acc, ""])
+    rows.sort(key=lambda r: (r[0], r[1]))
+    text = "Verification accuracy before any rejection, one row per saved verification protocol: " + "; ".join(
+        f"{res.card(p).label()}: {res.card(p).rule}" for p in dict.fromkeys(v["protocol"])
+    )
+    return text, VERIFICATION_ROWS_HEAD, rows
+
+
 def _verification_rows(res: Results) -> list[list[str]]:
-    """Verification accuracy per (dataset, FR model) from the saved pairs/*.npz."""
+    """Verification accuracy per (dataset, FR model) from the saved pairs/*.npz (folders without saved
+    verification rows)."""
     import numpy as np
 
     from fiqa_bench.evaluation import fold_accuracy
@@ -149,21 +182,31 @@ def _provenance_items(res: Results) -> list[tuple[str, str]]:
     return items
 
 
+def protocol_lines(res: Results) -> list[str]:
+    """One line per evaluated protocol, from the cards saved in run.json: name, title, rule, source."""
+    lines = []
+    for name in res.protocols:
+        card = res.card(name)
+        text = f"{card.label()}: {card.rule}" if card.rule else card.label()
+        lines.append(text + (f" (source: {card.source})" if card.source else ""))
+    return lines
+
+
 def markdown(res: Results, tables: list[Table], figures: list[str]) -> str:
     run = res.run
     out = ["# fiqa-bench report", ""]
     out.append("Built from the saved results in this folder (results.csv, curves.csv, pairs/, run.json) by "
-               "`fiqa-bench report`; nothing was recomputed. Lower AUC/pAUC is better. ERC = threshold recomputed on "
-               "the retained pairs (CR-FIQA/MagFace protocol); EDC = threshold fixed on all pairs (Schlett et al.).")
+               "`fiqa-bench report`; nothing was recomputed. Lower AUC/pAUC is better.")
+    out += ["", "Protocols:", ""] + [f"- {line}" for line in protocol_lines(res)]
     out.append("")
     for name in res.datasets:
         note = res.dataset_info(name).get("demo_note")
         if note:
             out += [f"> **{name}**: {note}", ""]
     out += ["## Datasets", "", _md_table(DATASET_HEAD, _dataset_rows(res)), ""]
-    verification = _verification_rows(res)
+    v_text, v_head, verification = verification_section(res)
     if verification:
-        out += ["## Verification", "", VERIFICATION_TEXT, "", _md_table(VERIFICATION_HEAD, verification), ""]
+        out += ["## Verification", "", v_text, "", _md_table(v_head, verification), ""]
     warns = warnings(res)
     if warns:
         out += ["## Warnings", ""] + [f"- {w}" for w in warns] + [""]
@@ -232,16 +275,16 @@ def html_page(res: Results, tables: list[Table], images: list[tuple[str, bytes]]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>fiqa-bench report</title>",
              f"<style>{CSS}</style></head><body>", "<h1>fiqa-bench report</h1>"]
     parts.append("<p>Built from the saved results (results.csv, curves.csv, pairs/, run.json) without recomputing anything. "
-                 "Lower AUC/pAUC is better. <b>ERC</b>: threshold recomputed on the retained pairs (CR-FIQA/MagFace protocol). "
-                 "<b>EDC</b>: threshold fixed on all pairs (Schlett et al.).</p>")
+                 "Lower AUC/pAUC is better.</p>")
+    parts.append("<p>Protocols:</p><ul>" + "".join(f"<li>{_h(line)}</li>" for line in protocol_lines(res)) + "</ul>")
     for name in res.datasets:
         note = res.dataset_info(name).get("demo_note")
         if note:
             parts.append(f'<p class="note"><b>{_h(name)}</b>: {_h(note)}</p>')
     parts += ["<h2>Datasets</h2>", _html_table(DATASET_HEAD, _dataset_rows(res))]
-    verification = _verification_rows(res)
+    v_text, v_head, verification = verification_section(res)
     if verification:
-        parts += ["<h2>Verification</h2>", f"<p>{_h(VERIFICATION_TEXT)}</p>", _html_table(VERIFICATION_HEAD, verification)]
+        parts += ["<h2>Verification</h2>", f"<p>{_h(v_text)}</p>", _html_table(v_head, verification)]
     warns = warnings(res)
     if warns:
         parts.append('<h2>Warnings</h2><div class="warn"><ul>' + "".join(f"<li>{_h(w)}</li>" for w in warns) + "</ul></div>")

@@ -45,14 +45,18 @@ def _folder(faces: dict, tmp_path: Path) -> Path:
     return dst
 
 
-def _csv(folder: Path, rows: list, name: str = "pairs.csv", header: str = "image_a,image_b,genuine", sep: str = ",") -> Path:
+def _csv(
+    folder: Path, rows: list, name: str = "pairs.csv", header: str = "image_a,image_b,genuine", sep: str = ","
+) -> Path:
     path = folder / name
     path.write_text("\n".join([header.replace(",", sep)] + [sep.join(map(str, r)) for r in rows]) + "\n")
     return path
 
 
 def _load(path: Path, skip_bad: bool = False, **options: object):
-    return fiqa_bench.get_dataset("pairs", argument=str(path), **options).load(skip_bad=skip_bad, progress=False)
+    return fiqa_bench.get_dataset("pairs", argument=str(path), **options).load(
+        skip_bad=skip_bad, progress=False
+    )
 
 
 # -- images: one decode-or-skip rule for every loader ------------------------------------------------
@@ -76,6 +80,42 @@ def test_pairs_csv_bad_image_error_or_counted_skip(faces: dict, tmp_path: Path, 
     assert [s.what for s in data.skipped] == ["image", "pair"] and data.skipped[1].where == f"{path}:10"
 
 
+@pytest.mark.slow
+def test_run_on_pairs_csv_with_empty_image(faces: dict, tmp_path: Path) -> None:
+    """The user's path: `fiqa-bench run` stops with one line (exit 2), or with --skip-bad evaluates the rest
+    and lists the skips in run.json and the report."""
+    import json
+    import subprocess
+    import sys
+
+    img = _folder(faces, tmp_path)
+    (img / "empty.jpg").write_bytes(b"")
+    path = _csv(img, faces["pairs"] + [("empty.jpg", faces["names"][0], 1)])
+    exe = str(Path(sys.executable).parent / "fiqa-bench")
+    cmd = [
+        exe,
+        "run",
+        "--datasets",
+        f"pairs:{path}",
+        "--methods",
+        "sharpness",
+        "--models",
+        "sface",
+        "--fmr",
+        "0.1",
+    ]
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "a")], capture_output=True, text=True)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "empty.jpg: is empty" in lines[-1]
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "b"), "--skip-bad"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    skipped = next(iter(json.loads((tmp_path / "b" / "run.json").read_text())["datasets"].values()))[
+        "skipped"
+    ]
+    assert [s["what"] for s in skipped] == ["image", "pair"] and skipped[1]["where"] == f"{path}:10"
+    assert "empty.jpg" in (tmp_path / "b" / "report" / "summary.md").read_text()
+
+
 def test_skip_bad_leaving_no_pair_is_one_line(faces: dict, tmp_path: Path) -> None:
     img = _folder(faces, tmp_path)
     (img / "empty.jpg").write_bytes(b"")
@@ -90,7 +130,9 @@ def test_xqlfw_zero_byte_image(faces: dict, tmp_path: Path) -> None:
     lines = []
     for a, b, g in faces["pairs"]:
         (pa, fa), (pb, fb) = a.split("/"), b.split("/")
-        lines.append(f"{pa} {int(fa[-8:-4])} {int(fb[-8:-4])}" if g else f"{pa} {int(fa[-8:-4])} {pb} {int(fb[-8:-4])}")
+        lines.append(
+            f"{pa} {int(fa[-8:-4])} {int(fb[-8:-4])}" if g else f"{pa} {int(fa[-8:-4])} {pb} {int(fb[-8:-4])}"
+        )
     (d / "xqlfw_pairs.txt").write_text("header\n" + "\n".join(lines) + "\n")
     (d / "xqlfw_aligned_112" / faces["names"][0]).write_bytes(b"")
     with pytest.raises(DataFormatError, match=rf"{faces['names'][0]}: is empty \(0 bytes\)"):
@@ -110,7 +152,9 @@ def test_bin_with_one_empty_image(faces: dict, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage"], ids=["zero-byte", "garbage"])
-def test_pack_bad_image(faces: dict, tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pack_bad_image(
+    faces: dict, tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
     tree = _folder(faces, tmp_path)
     bad = tree / faces["people"][0] / "bad.jpg"
     bad.write_bytes(content)
@@ -123,7 +167,9 @@ def test_pack_bad_image(faces: dict, tmp_path: Path, content: bytes, capsys: pyt
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage"], ids=["zero-byte", "garbage"])
-def test_align_bad_image(faces: dict, tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+def test_align_bad_image(
+    faces: dict, tmp_path: Path, content: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "src"
     (src / "p").mkdir(parents=True)
     shutil.copy(faces["root"] / faces["names"][0], src / "p" / "a.jpg")
@@ -150,7 +196,9 @@ def test_header_only_and_short_row_name_the_line(faces: dict, tmp_path: Path) ->
         _load(img / "short.csv")
 
 
-def test_non_utf8_pairs_csv_is_read_as_latin1(faces: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_non_utf8_pairs_csv_is_read_as_latin1(
+    faces: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     img = _folder(faces, tmp_path)
     (img / "José").mkdir()
     shutil.copy(img / faces["names"][0], img / "José" / "x.jpg")  # file name on disk: UTF-8
@@ -165,7 +213,11 @@ def test_non_utf8_pairs_csv_is_read_as_latin1(faces: dict, tmp_path: Path, caplo
 def test_labels_numbers_and_words() -> None:
     from fiqa_bench.input_checks import GENUINE_WORDS, IMPOSTOR_WORDS
 
-    g, bad = parse_labels(["1", "1.0", "True", "0", "-1", "-1.0", "0.0", "no", "2", "maybe"], set(GENUINE_WORDS), set(IMPOSTOR_WORDS))
+    g, bad = parse_labels(
+        ["1", "1.0", "True", "0", "-1", "-1.0", "0.0", "no", "2", "maybe"],
+        set(GENUINE_WORDS),
+        set(IMPOSTOR_WORDS),
+    )
     assert g.tolist() == [True, True, True, False, False, False, False, False, False, False]
     assert bad.tolist() == [False] * 8 + [True, True]
 
@@ -235,12 +287,18 @@ def test_lfw_view1_header_and_pairs_file_option(lfw_dir: Path, tmp_path: Path) -
     gen, imp = _lfw_lines(lfw_dir)
     root = _lfw_root(lfw_dir, tmp_path, ("2\n" + "\n".join(gen + imp) + "\n").encode(), "pairsDevTest.txt")
     rows, n_folds = parse_lfw_pairs(root / "lfw" / "pairsDevTest.txt")
-    assert n_folds == 1 and [r[4] for r in rows] == [True, True, False, False] and [r[6] for r in rows] == [2, 3, 4, 5]
+    assert (
+        n_folds == 1
+        and [r[4] for r in rows] == [True, True, False, False]
+        and [r[6] for r in rows] == [2, 3, 4, 5]
+    )
     status = fiqa_bench.get_dataset("lfw", root=root, pairs_file="pairsDevTest.txt").status()
     assert status.present and status.n_pairs == 4
 
 
-def test_lfw_non_utf8_pairs_txt_and_listing(lfw_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lfw_non_utf8_pairs_txt_and_listing(
+    lfw_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     gen, imp = _lfw_lines(lfw_dir)
     text = "1\t2\n" + "\n".join([*gen, imp[0], "Jos\xe9_Nobody 1 Other_Nobody 2"]) + "\n"
     root = _lfw_root(lfw_dir, tmp_path, text.encode("latin-1"))
@@ -297,7 +355,9 @@ def test_long_row_names_its_line(faces: dict, tmp_path: Path) -> None:
 
 
 def _cmp_rows(faces: dict) -> list[str]:
-    return [f"{a},{b},{0.8 - i / 50 if g else 0.1 + i / 50},{g}" for i, (a, b, g) in enumerate(faces["pairs"])]
+    return [
+        f"{a},{b},{0.8 - i / 50 if g else 0.1 + i / 50},{g}" for i, (a, b, g) in enumerate(faces["pairs"])
+    ]
 
 
 def _evaluate(cmp: Path, *qualities: Path) -> tuple[int, list[str]]:
@@ -305,7 +365,11 @@ def _evaluate(cmp: Path, *qualities: Path) -> tuple[int, list[str]]:
     import sys
 
     exe = Path(sys.executable).parent / "fiqa-bench"
-    r = subprocess.run([str(exe), "evaluate", str(cmp), *map(str, qualities), "--fmr", "0.25", "--quiet"], capture_output=True, text=True)
+    r = subprocess.run(
+        [str(exe), "evaluate", str(cmp), *map(str, qualities), "--fmr", "0.25", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
     return r.returncode, (r.stdout + r.stderr).strip().splitlines()
 
 
@@ -323,14 +387,18 @@ def test_evaluate_comparison_pair_faults(faces: dict, tmp_path: Path, quality_cs
     make, match = PAIR_FAULTS[fault]
     a, b, g = make(faces["pairs"][0])
     cmp = tmp_path / "cmp.csv"
-    cmp.write_text("image_a,image_b,similarity,genuine\n" + "\n".join([*_cmp_rows(faces), f"{a},{b},0.5,{g}"]) + "\n")
+    cmp.write_text(
+        "image_a,image_b,similarity,genuine\n" + "\n".join([*_cmp_rows(faces), f"{a},{b},0.5,{g}"]) + "\n"
+    )
     with pytest.raises(DataFormatError, match=rf"cmp\.csv:10: .*{match}"):
         evaluate_files(cmp, [quality_csv], fmr=[0.25], report=False)
 
 
 def test_evaluate_cli_pair_fault_is_one_line_exit_2(faces: dict, tmp_path: Path, quality_csv: Path) -> None:
     cmp = tmp_path / "cmp.csv"
-    cmp.write_text("image_a,image_b,similarity,genuine\n" + "\n".join([*_cmp_rows(faces), _cmp_rows(faces)[0]]) + "\n")
+    cmp.write_text(
+        "image_a,image_b,similarity,genuine\n" + "\n".join([*_cmp_rows(faces), _cmp_rows(faces)[0]]) + "\n"
+    )
     rc, out = _evaluate(cmp, quality_csv)
     assert rc == 2 and len(out) == 1 and "cmp.csv:10: pair" in out[0] and "repeats line 2" in out[0]
 
@@ -344,12 +412,16 @@ def test_evaluate_formats_accepted(faces: dict, tmp_path: Path, quality_csv: Pat
     plain.write_text("image_a,image_b,similarity,genuine\n" + "\n".join(_cmp_rows(faces)) + "\n")
     semi = tmp_path / "semi.csv"
     rows = [r.rsplit(",", 1)[0] + ("," + ("1.0" if r.endswith(",1") else "-1")) for r in _cmp_rows(faces)]
-    semi.write_text("image_a;image_b;similarity;genuine\n" + "\n".join(r.replace(",", ";") for r in rows) + "\n")
+    semi.write_text(
+        "image_a;image_b;similarity;genuine\n" + "\n".join(r.replace(",", ";") for r in rows) + "\n"
+    )
     q = {n: float((i * 7) % 8) for i, n in enumerate(faces["names"])}
     crfiqa = tmp_path / "crfiqa.txt"  # getQualityScore.py: "path score", no header
     crfiqa.write_text("".join(f"{n} {v}\n" for n, v in q.items()))
     magface = tmp_path / "magface.list"  # gen_feat.py: "path f1 ... f512", quality = ||f||
-    magface.write_text("".join(f"{n} " + " ".join([str(v / np.sqrt(512))] * 512) + "\n" for n, v in q.items()))
+    magface.write_text(
+        "".join(f"{n} " + " ".join([str(v / np.sqrt(512))] * 512) + "\n" for n, v in q.items())
+    )
     want = evaluate_files(plain, {"q": quality_csv}, fmr=[0.25], report=False)["auc"].tolist()
     assert evaluate_files(semi, {"q": quality_csv}, fmr=[0.25], report=False)["auc"].tolist() == want
     assert evaluate_files(plain, {"q": crfiqa}, fmr=[0.25], report=False)["auc"].tolist() == want
@@ -397,8 +469,50 @@ def test_dataloader_worker_error_is_one_line() -> None:
             return 4
 
         def __getitem__(self, i: int) -> int:
-            raise DataFormatError("/x/train.rec", f"record key {i} holds no decodable image", "pack the set again")
+            raise DataFormatError(
+                "/x/train.rec", f"record key {i} holds no decodable image", "pack the set again"
+            )
 
     with pytest.raises(FiqaError) as exc:
         list(worker_errors(DataLoader(Broken(), num_workers=1)))
     assert str(exc.value) == "/x/train.rec: record key 0 holds no decodable image. Fix: pack the set again"
+
+
+def test_pairs_csv_repeat_spelled_differently(faces: dict, tmp_path: Path) -> None:
+    img = _folder(faces, tmp_path)
+    a, b, g = faces["pairs"][0]
+    path = _csv(img, [*faces["pairs"], (f"./{b}", a.replace("/", "//"), g)])
+    with pytest.raises(DataFormatError, match=r"pairs\.csv:10: .*repeats line 2 in reverse order"):
+        _load(path)
+
+
+def test_bin_build_cannot_change_the_numpy_stand_ins(faces: dict, tmp_path: Path) -> None:
+    """A crafted pickle that BUILDs onto the dtype stand-in (setattr of __setstate__) changes a fresh
+    per-load copy only: the next file still reads, and other numpy globals stay refused."""
+    import fiqa_bench.datasets.insightface_bin as ib
+
+    attack = b"\x80\x02cnumpy\ndtype\nN}X\x0c\x00\x00\x00__setstate__Ns\x86b."
+    (tmp_path / "attack.bin").write_bytes(attack)
+    with pytest.raises(DataFormatError, match="attack.bin"):
+        read_bin(tmp_path / "attack.bin")
+    assert callable(ib._Uint8Dtype.__setstate__)
+    for module, name in (("numpy", "frombuffer"), ("numpy.core.multiarray", "scalar"), ("numpy", "load")):
+        (tmp_path / "g.bin").write_bytes(b"\x80\x02c" + f"{module}\n{name}\n.".encode())
+        with pytest.raises(DataFormatError, match=f"refused to load: the pickle asks for {module}.{name}"):
+            read_bin(tmp_path / "g.bin")
+    arrays = [np.frombuffer((faces["root"] / n).read_bytes(), np.uint8).copy() for n in faces["names"][:2]]
+    with open(tmp_path / "ok.bin", "wb") as f:
+        pickle.dump((arrays, [True]), f, protocol=2)
+    assert read_bin(tmp_path / "ok.bin")[1] == [True]
+
+
+def test_unreadable_image_is_judged_like_an_undecodable_one(faces: dict) -> None:
+    from fiqa_bench.datasets._common import ImageTable, prepare_faces
+
+    table = ImageTable()
+    table.add("a", (faces["root"] / faces["names"][0]).read_bytes(), "a.jpg")
+    table.add("b", None, "/data/b.jpg", "cannot be read (check its permissions)")
+    with pytest.raises(DataFormatError, match=r"/data/b\.jpg: cannot be read \(check its permissions\)"):
+        prepare_faces("t", table, aligned=True, progress=False)
+    prepared = prepare_faces("t", table, aligned=True, skip_bad=True, progress=False)
+    assert prepared.keep.tolist() == [0, -1] and prepared.skipped[0].where == "/data/b.jpg"

@@ -223,6 +223,15 @@ def test_damaged_crop_cache_is_quarantined_and_rebuilt(
     cached_crops(final, SHAPE, lambda out: pytest.fail("a good cache must not be rebuilt"))
 
 
+def test_crop_cache_replaces_the_old_unverified_files(tmp_path: Path) -> None:
+    final = tmp_path / "aligned" / "set-abc"
+    final.parent.mkdir(parents=True)
+    for ext in (".npy", ".meta.npz", ".npz"):
+        (final.parent / f"set-abc{ext}").write_bytes(b"old layout")
+    cached_crops(final, SHAPE, _compute)
+    assert sorted(p.name for p in final.parent.iterdir()) == ["set-abc"]
+
+
 def _crop_process(root: str, queue: mp.Queue) -> None:
     crops, meta = cached_crops(Path(root) / "aligned" / "set-abc", SHAPE, _compute)
     queue.put(int(np.asarray(crops, np.int64).sum()))
@@ -287,7 +296,7 @@ def test_full_disk_is_one_line_with_sizes_and_leaves_no_temp_file(
             w.add(IDS[:4], EMB[:4])
     msg = str(info.value)
     assert "no space left" in msg and "needed" in msg and "free" in msg and "--cache-dir" in msg
-    assert "\n" not in msg and str(tmp_path) in msg
+    assert "\n" not in msg and str(slot.dir) in msg and ".tmp" not in msg  # the file, not our temp
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -317,3 +326,14 @@ def test_out_check_leaves_no_empty_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
     ensure_writable_dir(tmp_path / "c", "--cache-dir")
     assert (tmp_path / "c").is_dir() and not list((tmp_path / "c").iterdir())
+
+
+def test_damaged_slot_record_is_rewritten_by_the_next_writer(tmp_path: Path) -> None:
+    slot = _slot(tmp_path, row_shape=None)
+    _fill(slot)
+    (slot.dir / "slot.json").write_text('{"row_shape": [5], "dtype": "<f4"}')  # a flipped digit
+    _, missing = slot.load(IDS)
+    assert missing.all()  # every chunk disagrees with the record: recomputed ...
+    _fill(slot)  # ... and the writer corrects the record, so the rows stay cached from now on
+    _, missing = _slot(tmp_path, row_shape=None).load(IDS)
+    assert not missing.any()

@@ -22,7 +22,7 @@ from fiqa_bench.cache import Cache
 from fiqa_bench.cli import main
 
 DEMO = ["run", "--datasets", "demo", "--models", "sface", "--methods", "sharpness,exposure"]
-DEMO += ["--batch-size", "8", "--no-report", "--fmr", "1e-3"]
+DEMO += ["--batch-size", "4", "--no-report", "--fmr", "1e-3"]
 PRODUCERS = 3  # sface embeddings, sharpness, exposure
 PROGRESS = re.compile(rb"demo: sface, sharpness, exposure:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 
@@ -88,7 +88,7 @@ def test_sigkill_mid_run_loses_at_most_the_batch_in_flight(
     demo_reference: dict[str, Path], tmp_path: Path
 ) -> None:
     cache, out = tmp_path / "cache", tmp_path / "out"
-    seen, total, err = _run_until(cache, out, 24, signal.SIGKILL)
+    seen, total, err = _run_until(cache, out, 12, signal.SIGKILL)
     assert err.endswith(b"exit -9")
     res = subprocess.run(
         _cli(*DEMO, "--quiet", "--cache-dir", str(cache), "--out", str(out)),
@@ -110,7 +110,7 @@ def test_sigkill_mid_run_loses_at_most_the_batch_in_flight(
 @pytest.mark.slow
 def test_sigterm_flushes_like_ctrl_c(tmp_path: Path) -> None:
     cache, out = tmp_path / "cache", tmp_path / "out"
-    seen, _, err = _run_until(cache, out, 16, signal.SIGTERM)
+    seen, _, err = _run_until(cache, out, 8, signal.SIGTERM)
     assert err.endswith(b"exit 143") and b"terminated (SIGTERM)" in err and b"Traceback" not in err
     slots = [p for p in (cache / "v1").glob("demo-*/*/*") if p.is_dir()]
     assert len(slots) == PRODUCERS
@@ -199,7 +199,8 @@ def test_full_disk_mid_run_is_one_line_and_leaves_no_temp_file(
     _fail_writes(monkeypatch, out, errno.ENOSPC, name_has=".npz")
     rc = main([*DEMO, "--quiet", "--out", str(out), "--cache-dir", str(warm)])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.count("\n") == 0 and str(out) in err and "needed" in err, err
+    assert rc == 2 and err.count("\n") == 0 and str(out / "pairs") in err and "needed" in err, err
+    assert ".tmp" not in err  # names the results file, not a temporary one
     assert _no_temp_files(out)
 
 

@@ -231,8 +231,12 @@ def test_corrupt_crop_with_valid_header_names_the_file(ijbc_dir: dict[str, objec
     root = _copy(ijbc_dir, tmp_path)
     (root / "IJBC" / "loose_crop" / "5.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken after the header")
     data = fiqa_bench.get_dataset("ijbc", root=root).load(progress=False)
-    with pytest.raises(DataFormatError, match=r"5.jpg: cannot be read or decoded as an image: cannot be decoded"):
+    with pytest.raises(DataFormatError, match=r"5.jpg: cannot be read or decoded as an image: cannot be decoded.*--skip-bad"):
         data.faces.image(4)
+    # --skip-bad decodes every crop once at load, so this one is left out there, counted.
+    data = fiqa_bench.get_dataset("ijbc", root=root).load(skip_bad=True, progress=False)
+    assert [s.where.rsplit(":", 1)[1] for s in data.skipped if s.what == "image"] == ["5"]
+    assert "5.jpg" not in data.faces.ids
 
 
 def test_template_embeddings_and_quality_by_hand() -> None:
@@ -291,3 +295,14 @@ def test_end_to_end_run_on_ijbc_layout(ijbc_dir: dict[str, object], tmp_path: Pa
     )
     tq = template_quality(img_q, data.templates)
     np.testing.assert_allclose(q, np.minimum(tq[data.pairs.a], tq[data.pairs.b]), rtol=1e-12)
+
+
+def test_line_numbers_count_blank_lines(ijbc_dir: dict[str, object], tmp_path: Path) -> None:
+    root = _copy(ijbc_dir, tmp_path)
+    tid_mid = root / "IJBC" / "meta" / "ijbc_face_tid_mid.txt"
+    tid_mid.write_text("\n\n" + tid_mid.read_text())  # two blank lines first: crop 2.jpg is now on line 4
+    (root / "IJBC" / "loose_crop" / "2.jpg").unlink()
+    with pytest.raises(DataFormatError, match=r"ijbc_face_tid_mid.txt:4: image .*2.jpg does not exist"):
+        fiqa_bench.get_dataset("ijbc", root=root).load(progress=False)
+    data = fiqa_bench.get_dataset("ijbc", root=root).load(skip_bad=True, progress=False)
+    assert [s.where for s in data.skipped if s.what == "image"] == [f"{tid_mid}:4"]

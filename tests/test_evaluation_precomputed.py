@@ -169,10 +169,10 @@ def test_cli_protocol_options_name_every_row(files, capsys):
     assert list(res["protocol"]) == ["erc", "erc_strict", "edc", "edc", "verification_insightface"]
     assert list(res["discard_limit"].iloc[2:4]) == [0.2, 0.3] and res["fmr"].iloc[:4].eq(0.1).all()
     assert set(res["quality_scale"]) == {"minmax"}
-    run = json.loads((out / "run.json").read_text())
-    assert run["protocols"] == ["erc", "erc_strict", "edc", "verification_insightface"]
+    run = json.loads((out / "run.json").read_text())["evaluation"]  # fiqa_bench.results schema
+    assert run["protocol_names"] == ["erc", "erc_strict", "edc", "verification_insightface"]
     assert run["discard_limits"] == [0.2, 0.3] and run["quality_scale"] == "minmax"
-    assert [c["name"] for c in run["protocol_cards"]] == run["protocols"]
+    assert [c["name"] for c in run["protocols"]] == run["protocol_names"]
     curves = pd.read_csv(out / "curves.csv")
     assert {"protocol", "kind", "fmr", "starting_error"} <= set(curves.columns)
     # starting error instead of FMR targets

@@ -330,7 +330,9 @@ def test_verification_rows_are_labelled():
     )
     ver = [r for r in rows if r["kind"] == "verification"]
     assert [r["protocol"] for r in ver] == ["verification_exact", "verification_insightface"]
-    assert all(r["method"] == "" and 0.5 < r["accuracy"] <= 1 and math.isnan(r["auc"]) for r in ver)
+    assert all(
+        r["method"] == "(all pairs)" and 0.5 < r["accuracy"] <= 1 and math.isnan(r["auc"]) for r in ver
+    )
 
 
 # ------------------------------------------------------------------ ties and row order
@@ -494,3 +496,56 @@ def test_bootstrap_bands_for_every_curve_of_every_protocol():
         assert np.all(b.fnmr_lo <= b.fnmr_hi)
     for r in rows:
         assert r["ci_low"] <= r["ci_high"] and r["n_bootstrap"] == 8
+
+
+def test_xqlfw_accuracy_uses_cosine_distance_on_a_0001_grid():
+    from fiqa_bench.evaluation import xqlfw_accuracy
+
+    # 20 pairs: genuine cos 0.5 (distance 0.5), impostors cos 0.4995 (distance 0.5005): the 0.001 grid has no
+    # threshold between them (0.500 -> all "different", 0.501 -> all "same"); every fold: best = 50 %.
+    # With cos 0.498 for impostors (distance 0.502) the grid value 0.501 separates them: 100 %.
+    gen = np.arange(20) % 2 == 0
+    mean, _, _, _ = xqlfw_accuracy(np.where(gen, 0.5, 0.4995), gen)
+    assert mean == pytest.approx(0.5)
+    mean2, _, _, thrs = xqlfw_accuracy(np.where(gen, 0.5, 0.498), gen)
+    assert mean2 == 1.0 and np.allclose(thrs, 0.501)
+
+
+@pytest.mark.parametrize("seed", [30, 31])
+def test_erc_and_magface_equal_the_programs_on_tied_similarity_scores(seed):
+    """Similarity with 2 decimals (the programs' np.unique thresholds and sorted distances meet ties),
+    qualities tie-free (no reject cut splits anything)."""
+    rng = np.random.default_rng(seed)
+    n = 1500
+    gen = rng.random(n) < 0.4
+    sim = np.round(np.where(gen, rng.normal(0.5, 0.2, n), rng.normal(0.05, 0.1, n)), 2).clip(-0.99, 0.99)
+    q = rng.permutation(n).astype(np.float64)
+    fmrs = [1e-1, 1e-2, 1e-3]
+    rows, _ = evaluate(sim, gen, {"q": q}, fmrs, protocols="erc,erc_magface")
+    for f in fmrs:
+        auc = {r["protocol"]: r["auc"] for r in rows if r["fmr"] == f}
+        assert abs(auc["erc"] - crfiqa_reference(sim, gen, q, f)[1]) <= 1e-12
+        assert abs(auc["erc_magface"] - magface_reference(sim, gen, q, f)[1]) <= 1e-12
+
+
+def test_list_protocols_command(capsys):
+    from fiqa_bench.cli import main
+
+    assert main(["list", "protocols"]) == 0
+    out = capsys.readouterr().out
+    assert "default erc,edc" in out
+    for name in protocol_names():
+        assert f"  {name} " in out
+
+
+def test_bootstrap_intervals_do_not_depend_on_row_order():
+    sim, gen, quals = _tie_heavy(n=1200)
+    folds = np.arange(len(sim)) % 3
+    kw = {"protocols": "erc,edc", "bootstrap": 6, "seed": 3}
+    ref, ref_pts = evaluate(sim, gen, quals, [1e-2], folds=folds, **kw)
+    p = np.random.default_rng(1).permutation(len(sim))
+    rows, pts = evaluate(sim[p], gen[p], {k: v[p] for k, v in quals.items()}, [1e-2], folds=folds[p], **kw)
+    assert [(r["ci_low"], r["ci_high"]) for r in rows] == [(r["ci_low"], r["ci_high"]) for r in ref]
+    for a, b in zip(pts.blocks, ref_pts.blocks, strict=True):
+        np.testing.assert_array_equal(a.fnmr_lo, b.fnmr_lo)
+        np.testing.assert_array_equal(a.fnmr_hi, b.fnmr_hi)

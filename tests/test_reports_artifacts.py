@@ -22,19 +22,13 @@ from fiqa_bench.errors import FiqaError
 DATASETS = {"lfw": 900, "cfp_fp": 400}  # 450 / 200 impostor pairs: FMR 3e-3 resolvable on lfw, not on cfp_fp
 FR_MODELS = ("sface", "arcface_r100")
 FMRS = (3e-3,)
-
-
-def _engine_available() -> bool:
-    try:
-        from fiqa_bench.evaluation import evaluate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+ERC, EDC = "erc", "edc_discard-limit-0-2"  # file-name slugs of the default protocols' variants
+PROTOCOL_SLUGS = (ERC, EDC)
 
 
 @pytest.fixture(scope="session")
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """A simulated results folder (real evaluation engine when importable) and its first report."""
+    """A simulated results folder (real evaluation core, the one results writer) and its first report."""
     folder = make_results_folder(
         tmp_path_factory.mktemp("results"), datasets=DATASETS, fr_models=FR_MODELS, fmrs=FMRS, bootstrap=30, seed=1
     )
@@ -51,20 +45,20 @@ def test_every_artefact_is_written(report_run: dict) -> None:
     names = {p.name for p in report_run["paths"]}
     out = _report_dir(report_run)
     expected = {"report_tables.tex", "summary.md", "summary.html", "results.json"}
-    for protocol in ("ERC", "EDC"):
+    for protocol in PROTOCOL_SLUGS:
         expected |= {f"table_{protocol}_fmr3e-3.tex", f"table_compact_{protocol}.tex"}
         for ds in DATASETS:
             for fr in FR_MODELS:
-                expected |= {f"{protocol.lower()}_{ds}__{fr}__fmr3e-3.{ext}" for ext in ("pdf", "png")}
-        expected |= {f"grid_{protocol.lower()}__fmr3e-3.{ext}" for ext in ("pdf", "png")}
+                expected |= {f"{protocol}__{ds}__{fr}__fmr3e-3.{ext}" for ext in ("pdf", "png")}
+        expected |= {f"grid_{protocol}__fmr3e-3.{ext}" for ext in ("pdf", "png")}
     for ds in DATASETS:
         for fr in FR_MODELS:
             expected |= {f"quality_{ds}__{fr}.{ext}" for ext in ("pdf", "png")}
     assert expected <= names, sorted(expected - names)
     for p in report_run["paths"]:
         assert p.parent == out and p.stat().st_size > 200, p
-    assert (out / "erc_lfw__sface__fmr3e-3.pdf").read_bytes().startswith(b"%PDF")
-    assert (out / "erc_lfw__sface__fmr3e-3.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / f"{ERC}__lfw__sface__fmr3e-3.pdf").read_bytes().startswith(b"%PDF")
+    assert (out / f"{ERC}__lfw__sface__fmr3e-3.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_regeneration_is_byte_identical(report_run: dict, tmp_path: Path) -> None:
@@ -125,7 +119,7 @@ def _value(cell: str) -> float:
 def test_latex_bold_best_and_underline_second_per_column(report_run: dict) -> None:
     out = _report_dir(report_run)
     res = load_results(Path(report_run["folder"]))
-    for protocol in ("ERC", "EDC"):
+    for protocol, name in ((ERC, "erc"), (EDC, "edc")):
         tex = (out / f"table_{protocol}_fmr3e-3.tex").read_text()
         subs, methods, refs = _parse_table(tex)
         assert set(refs) == {"oracle", "random"} and set(methods) == {"crfiqa_l", "serfiq", "face_norm", "sharpness"}
@@ -144,18 +138,21 @@ def test_latex_bold_best_and_underline_second_per_column(report_run: dict) -> No
         r = res.results
         cols = [(ds, fr) for ds in sorted(DATASETS) for fr in sorted(FR_MODELS)]
         for j, (ds, fr) in enumerate(cols):
-            sel = r[(r.dataset == ds) & (r.fr_model == fr) & (r.protocol == protocol) & (r.fmr == 3e-3) & ~r.reference_line]
+            sel = r[(r.dataset == ds) & (r.fr_model == fr) & (r.protocol == name) & (r.fmr == 3e-3) & ~r.reference_line]
             best = sel.loc[sel["auc"].idxmin(), "method"]
             assert "\\textbf{" in methods[best][j]
 
 
 def test_latex_caption_states_protocol_pairs_ci_and_resolution_warning(report_run: dict) -> None:
     out = _report_dir(report_run)
-    erc = (out / "table_ERC_fmr3e-3.tex").read_text()
-    edc = (out / "table_EDC_fmr3e-3.tex").read_text()
-    assert "recomputed on the retained pairs" in erc and "0 to 0.95" in erc and "trapezoid" in erc
-    assert "fixed once on all pairs" in edc and "discard fraction of 0.2" in edc and "stepwise" in edc
-    assert "at FMR $3\\cdot 10^{-3}$" in erc
+    erc = (out / f"table_{ERC}_fmr3e-3.tex").read_text()
+    edc = (out / f"table_{EDC}_fmr3e-3.tex").read_text()
+    # Protocol name, title, parameters and FMR in every caption; the reject fractions are the recorded ones.
+    assert "AUC of ERC (erc: CR-FIQA reference rule), FMR $3\\cdot 10^{-3}$" in erc
+    assert "reject fractions 0 to 0.95 in steps of 0.05" in erc and "On the retained pairs" in erc and "trapezoid" in erc
+    assert "CR-FIQA reference code" in erc  # the source program
+    assert "pAUC of EDC (edc: Schlett FNM-EDC), discard limit 0.2, FMR $3\\cdot 10^{-3}$" in edc
+    assert "Threshold fixed once on all pairs" in edc and "stepwise" in edc
     assert "lfw 900 (450 genuine, 450 impostor)" in erc and "\\begin{tabular}" in erc and "\\toprule" in erc
     assert "$\\pm$" in erc and "bootstrap" in erc  # CIs present (bootstrap=30)
     # 3e-3 >= 1/450 (lfw) but < 1/200 (cfp_fp): only the cfp_fp sub-columns carry the marker.
@@ -204,9 +201,9 @@ def test_style_map_is_deterministic_and_consistent_across_figures(report_run: di
         plt.close(fig)
         return out
 
-    f1 = props(plots.curve_figure(res, a, "lfw", "sface", "ERC", 3e-3))
-    f2 = props(plots.curve_figure(res, a, "cfp_fp", "arcface_r100", "EDC", 3e-3))
-    f3 = props(plots.grid_figure(res, a, "ERC", 3e-3))
+    f1 = props(plots.curve_figure(res, a, "lfw", "sface", "erc", 3e-3))
+    f2 = props(plots.curve_figure(res, a, "cfp_fp", "arcface_r100", "edc, discard limit 0.2", 3e-3))
+    f3 = props(plots.grid_figure(res, a, "erc", 3e-3))
     assert set(f1) == set(res.methods)
     assert f1 == f2 == {k: f3[k] for k in f1}
     doc = json.loads((_report_dir(report_run) / "results.json").read_text())
@@ -226,7 +223,7 @@ def test_markdown_summary_has_datasets_tables_and_warnings(report_run: dict) -> 
     assert "| lfw | simulated (900 pairs) | 900 | 900 | 450 | 450 | 1 |" in md
     assert "FMR target 3e-3 is below the resolution of cfp_fp with sface (200 impostor pairs, 1/n = 0.005)" in md
     assert "resolution of lfw" not in md
-    assert "### ERC AUC (threshold recomputed), FMR 3e-3" in md and "(reference)" in md and "**" in md
+    assert "### ERC (erc: CR-FIQA reference rule), FMR 3e-3" in md and "(reference)" in md and "**" in md
     assert "no face detected" in md  # skipped items listed
     # verification accuracy per (dataset, FR model), recomputed from the saved pairs
     import numpy as np
@@ -242,13 +239,13 @@ def test_report_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     from fiqa_bench.cli import main
 
     # A small folder of its own (one dataset, one FR model): the CLI path, not the figures, is under test.
-    copy = make_results_folder(tmp_path / "r", datasets={"lfw": 300}, fr_models=("sface",), fmrs=(3e-3,), use_engine=False)
+    copy = make_results_folder(tmp_path / "r", datasets={"lfw": 300}, fr_models=("sface",), fmrs=(3e-3,))
     (copy / "report").mkdir()
     (copy / "report" / "erc_gone__x__fmr1e-2.png").write_bytes(b"old")  # not ours: must be kept
     assert main(["report", str(copy), "--formats", "png", "--quiet"]) == 0
     assert "report:" in capsys.readouterr().out
-    assert (copy / "report" / "erc_lfw__sface__fmr3e-3.png").is_file()
-    assert not (copy / "report" / "erc_lfw__sface__fmr3e-3.pdf").exists()
+    assert (copy / "report" / f"{ERC}__lfw__sface__fmr3e-3.png").is_file()
+    assert not (copy / "report" / f"{ERC}__lfw__sface__fmr3e-3.pdf").exists()
     assert (copy / "report" / "erc_gone__x__fmr1e-2.png").read_bytes() == b"old"
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "results.csv not found" in capsys.readouterr().err
@@ -257,9 +254,9 @@ def test_report_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 
 
 def test_stale_artefacts_of_a_previous_report_are_removed(tmp_path: Path) -> None:
-    folder = make_results_folder(tmp_path / "r", datasets={"lfw": 300}, fr_models=("sface",), fmrs=(1e-2,), use_engine=False)
+    folder = make_results_folder(tmp_path / "r", datasets={"lfw": 300}, fr_models=("sface",), fmrs=(1e-2,))
     write_report(folder, formats=("png",))
-    old = folder / "report" / "erc_lfw__sface__fmr1e-2.png"
+    old = folder / "report" / f"{ERC}__lfw__sface__fmr1e-2.png"
     assert old.is_file()
     table = pd.read_csv(folder / "results.csv")
     table["fr_model"] = "sface2"
@@ -269,6 +266,20 @@ def test_stale_artefacts_of_a_previous_report_are_removed(tmp_path: Path) -> Non
     curves.to_csv(folder / "curves.csv", index=False)
     (folder / "pairs" / "lfw__sface.npz").rename(folder / "pairs" / "lfw__sface2.npz")
     written = write_report(folder, formats=("png",))
-    assert not old.exists() and (folder / "report" / "erc_lfw__sface2__fmr1e-2.png") in written
+    assert not old.exists() and (folder / "report" / f"{ERC}__lfw__sface2__fmr1e-2.png") in written
     # One FR model: sub-columns are the FMR targets.
-    assert "FMR $10^{-2}$" in (folder / "report" / "table_ERC.tex").read_text()
+    assert "FMR $10^{-2}$" in (folder / "report" / f"table_{ERC}.tex").read_text()
+
+
+def test_figure_names_with_dots_keep_their_stem(tmp_path):
+    """An FMR of 0.25 makes stems like 'erc_fmr2.5e-1': the format is appended, never swapped in."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from fiqa_bench.reports._style import save_figure
+
+    fig, _ = plt.subplots()
+    written = save_figure(fig, tmp_path / "erc_fmr2.5e-1", ["png", "pdf"])
+    assert [p.name for p in written] == ["erc_fmr2.5e-1.png", "erc_fmr2.5e-1.pdf"]
+    assert all(p.is_file() for p in written)

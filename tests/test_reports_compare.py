@@ -35,14 +35,14 @@ def test_identical_methods_give_zero_difference_and_p_one(saved: Path) -> None:
     pytest.importorskip("fiqa_bench.evaluation", reason="paired bootstrap lives in the evaluation engine")
     table = compare(saved, "serfiq", "serfiq", n=40, seed=0)
     assert len(table) == 2 * 2  # 2 datasets x 1 FR model x 1 FMR x 2 protocols
-    assert set(table["protocol"]) == {"ERC", "EDC"}
+    assert set(table["protocol"]) == {"erc", "edc"}
     assert np.allclose(table["diff"], 0.0) and np.allclose(table["ci_low"], 0.0) and np.allclose(table["ci_high"], 0.0)
     assert (table["p_value"] > 0.99).all()
     assert np.allclose(table["auc_a"], table["auc_b"])
     # The AUC being tested is the one in the table (same protocol settings).
     res = pd.read_csv(saved / "results.csv")
     for rec in table.to_dict("records"):
-        row = res[(res.dataset == rec["dataset"]) & (res.protocol == rec["protocol"]) & (res.method == "serfiq")]
+        row = res[(res.dataset == rec["dataset"]) & (res.protocol.str.upper() == rec["protocol"].upper()) & (res.method == "serfiq")]
         assert rec["auc_a"] == pytest.approx(float(row["auc"].iloc[0]), rel=1e-9, abs=1e-12)
 
 
@@ -55,7 +55,7 @@ def test_compare_cli_prints_and_writes_csv(saved: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "p-value" in out and "95% CI" in out and "AUC crfiqa_l" in out
     csv = pd.read_csv(saved / "compare_crfiqa_l_vs_sharpness.csv")
-    assert list(csv["protocol"]) == ["ERC"] and list(csv["dataset"]) == ["lfw"]
+    assert list(csv["protocol"]) == ["erc"] and list(csv["dataset"]) == ["lfw"]
     rec = csv.iloc[0]
     assert rec["diff"] == pytest.approx(rec["auc_a"] - rec["auc_b"], abs=1e-5)
     assert rec["ci_low"] <= rec["diff"] <= rec["ci_high"] and 0.0 <= rec["p_value"] <= 1.0

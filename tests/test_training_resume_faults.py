@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,33 @@ def test_no_readable_state_and_a_named_damaged_state_are_one_line(tmp_path: Path
         load_resume_state(str(out / "6state.pt"), out, torch.device("cpu"))
     with pytest.raises(CheckpointError, match="no <step>state.pt found in"):
         load_resume_state("auto", tmp_path / "empty", torch.device("cpu"))
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_train_resume_auto_after_a_truncated_state_continues_exactly(
+    lfw_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fiqa_bench.training.train import train
+    from test_training_recordio import build_lfw_rec
+    from test_training_train import tiny_cfg
+
+    torch.set_num_threads(1)
+    data = build_lfw_rec(lfw_dir, tmp_path)
+    cfg = tiny_cfg(data, max_steps=6, checkpoint_every=3, keep_checkpoints=2)
+    train(cfg, tmp_path / "a", device_arg="cpu", progress=False)
+    full = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    out = tmp_path / "b"
+    out.mkdir()
+    shutil.copy(tmp_path / "a" / "3state.pt", out / "3state.pt")
+    shutil.copy(tmp_path / "a" / "6state.pt", out / "6state.pt")
+    (out / "6state.pt").write_bytes((out / "6state.pt").read_bytes()[:4096])  # killed while copying
+    shutil.copy(tmp_path / "a" / "3state.pt", out / "beststate.pt")  # a user's copy: not a state
+    with caplog.at_level(logging.WARNING):
+        train(cfg, out, device_arg="cpu", progress=False, resume="auto")
+    messages = " | ".join(r.getMessage() for r in caplog.records)
+    assert "6state.pt is truncated or corrupt" in messages and "3state.pt at step 3" in messages
+    resumed = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed] == [4, 5, 6]
+    for a, b in zip(full[3:], resumed, strict=True):
+        assert (a["loss"], a["ce"], a["quality"]) == (b["loss"], b["ce"], b["quality"])

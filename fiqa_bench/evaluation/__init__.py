@@ -15,19 +15,23 @@ defaults, tie rule, edge cases); default ``DEFAULT_PROTOCOLS`` = ("erc", "edc");
 with the keys ``ROW_COLUMNS``: method, protocol (registry name), kind, the protocol's parameters fmr,
 starting_error, discard_limit, reject_max (NaN where they do not apply), auc (ERC AUC / EDC pAUC; lower =
 better), pauc_minus_best, pauc_normalised (EDC), accuracy, accuracy_std, n_folds (verification rows,
-method ""), ci_low, ci_high, counts, achieved_fmr, threshold, fnmr_at_0, error_at_0, split_tie_share (ERC:
-share of pairs in tied-quality blocks split by a reject cut), note. One ERC row per method x FMR; one EDC
+method "(all pairs)"), ci_low, ci_high, counts, achieved_fmr, threshold, fnmr_at_0, error_at_0,
+split_tie_share (ERC: share of pairs in tied-quality blocks split by a reject cut), note. One ERC row per method x FMR; one EDC
 row per method x (FMR target, or starting error when given) x discard limit. Curve points
 (``CurvePoints.to_frame()``): method, protocol, kind, fmr, starting_error, fraction, fnmr (+ fnmr_lo,
 fnmr_hi with bootstrap). ``scale_qualities(q, "minmax"|"rank")`` maps image qualities to integers 0..100
-(``--quality-scale``) before pair qualities are formed. Nothing depends on row order (tie rule: see
-``erc_rules``), thread count or cache history.
+(``--quality-scale``) before pair qualities are formed. CLI values: ``options.parse_protocol_option``,
+``parse_discard_limits`` ("0.2,0.3"), ``parse_starting_errors``, ``parse_quality_scale`` (one-line
+``EvaluationError`` naming the flag, exit 2). ``protocols_markdown()``: the registry as a table.
+``bootstrap_auc`` / ``paired_bootstrap`` take any registry name (any case). Nothing depends on row order
+(tie rule: see ``erc_rules``; only the verification protocols' KFold follows file order, by their
+definition), thread count or cache history.
 
 Pure NumPy (+ scikit-learn's KFold for insightface-style accuracy): nothing here imports torch, a
 dataset or a model. Memory is proportional to the number of pairs.
 """
 
-from . import edc_rules, erc_rules, verification  # noqa: F401  (registers the protocols, in this order)
+from . import edc_rules, erc_rules, verification  # noqa: F401  (registers the protocols)
 from ._core import DEFAULT_DISCARD_LIMIT, DEFAULT_REJECT_FRACTIONS, EvaluationError, reject_counts
 from .evaluate import ROW_COLUMNS, cosine_similarity_pairs, evaluate, pair_quality
 from .points import CurvePoints

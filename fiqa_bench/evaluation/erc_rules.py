@@ -198,7 +198,7 @@ STRICT_CARD = ProtocolCard(
     name="erc_strict",
     kind="erc",
     title="fiqa-bench strict rule",
-    source="fiqa-bench <= 0.x ERC (one decision rule for FMR and FNMR; agrees with pyeer)",
+    source="fiqa-bench's own ERC before issue 13 (one decision rule for FMR and FNMR; agrees with pyeer)",
     rule=(
         "Drop the floor(r*N) lowest-quality pairs (r*N rounded to 6 decimals first), r = 0, 0.05, ..., 0.95. "
         "Candidates: the retained impostor scores; threshold v accepts pairs strictly above it; FMR = accepted "

@@ -79,6 +79,8 @@ def cosine_similarity_pairs(
     return out
 
 
+VERIFICATION_METHOD = "(all pairs)"  # the method column of verification rows: accuracy uses no quality
+
 ROW_COLUMNS = (
     "method",
     "protocol",
@@ -143,7 +145,7 @@ def evaluate(
 
     Returns (rows, curve points). One row per method x protocol x parameter set (FMR target or
     starting error, and discard limit for EDC), in that order, then one row per verification protocol
-    (method ""); keys ``ROW_COLUMNS`` (NaN where a column does not apply). Curve points: one block per
+    (method ``VERIFICATION_METHOD`` = "(all pairs)"); keys ``ROW_COLUMNS`` (NaN where a column does not apply). Curve points: one block per
     curve (method, protocol, kind, fmr, starting_error, fraction, fnmr = the protocol's error; + fnmr_lo/
     fnmr_hi with bootstrap). EDC points are the curve's steps (read "steps-post") or a 501-point grid of
     the step function when it has more steps. Raises EvaluationError on bad inputs or parameters.
@@ -153,6 +155,8 @@ def evaluate(
     if bootstrap < 0:
         raise EvaluationError(f"bootstrap must be >= 0, got {bootstrap}")
     limits = check_limits(discard_limits if discard_limits is not None else (discard_limit,))
+    if int(n_folds) < 2:
+        raise EvaluationError(f"n_folds must be at least 2 (verification folds), got {n_folds}")
     sc = Scores.build(sim, gen, checked=True)
     ctx = Context(
         sc=sc,
@@ -193,7 +197,7 @@ def evaluate(
         _add_bootstrap(rows, points, ctx, per_method, kept, folds, bootstrap, seed, edc_at, progress)
     for proto in accuracy_protos:
         for e in proto.runner(ctx, None):
-            rows.append(_row("", proto, e, base, ctx))
+            rows.append(_row(VERIFICATION_METHOD, proto, e, base, ctx))
     return rows, points
 
 
@@ -271,7 +275,7 @@ def _add_bootstrap(
     n_rows = len(rows)
     aucs = np.full((n, n_rows), np.nan)
     curves: list[list[np.ndarray]] = [[] for _ in points.blocks]
-    it = resamples(gen, folds, n, seed)
+    it = resamples(gen, folds, n, seed, (sim, *qualities))  # pairs in a canonical order: no row order
     for b, idx in enumerate(
         tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
     ):

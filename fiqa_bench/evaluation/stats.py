@@ -3,80 +3,38 @@
 Resampling: pairs are drawn with replacement inside each stratum, a stratum being one (fold, genuine
 or impostor) cell, so every resample keeps the fold structure and the numbers of genuine and impostor
 pairs (and hence the FMR resolution) of the data. Resamples come from ``np.random.default_rng(seed)``
-in a fixed order and do not depend on the quality methods, so the same seed gives the same resamples
-to every method: ``evaluate``'s intervals, ``bootstrap_auc`` and ``paired_bootstrap`` agree.
+drawing positions in each stratum, whose pairs are put in a canonical order first (similarity, then
+the qualities), so no interval depends on the order of rows. Where similarity scores are distinct the
+order ignores the qualities and the same seed gives the same resamples to every method:
+``evaluate``'s intervals, ``bootstrap_auc`` and ``paired_bootstrap`` agree.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ._core import (
     DEFAULT_DISCARD_LIMIT,
-    DEFAULT_REJECT_FRACTIONS,
     EvaluationError,
     Scores,
     check_fmrs,
     check_fractions,
     check_pairs,
     check_quality,
-    nearest_fmr_thresholds,
-    quality_buckets,
-    reject_counts,
 )
-from .protocols import EdcArrays, ErcArrays, edc_arrays, erc_arrays
 from .registry import Context, get_protocol
 
 
-@dataclass
-class Setup:
-    """Protocol parameters shared by the point estimate and every resample."""
-
-    fmrs: np.ndarray
-    fractions: np.ndarray
-    discard_limit: float
-    normalised: bool
-
-    @classmethod
-    def make(
-        cls,
-        fmrs: float | Sequence[float] | np.ndarray,
-        fractions: np.ndarray = DEFAULT_REJECT_FRACTIONS,
-        discard_limit: float = DEFAULT_DISCARD_LIMIT,
-        normalised: bool = False,
-    ) -> Setup:
-        if not 0 <= discard_limit <= 1:
-            raise EvaluationError(f"discard_limit must lie in [0, 1], got {discard_limit}")
-        return cls(check_fmrs(fmrs), check_fractions(fractions), float(discard_limit), bool(normalised))
-
-
-def method_arrays(
-    sc: Scores,
-    q: np.ndarray,
-    setup: Setup,
-    edc_thr: tuple[np.ndarray, np.ndarray] | None = None,
-    *,
-    edc_at: np.ndarray | None = None,
-    edc_max_points: int | None = None,
-) -> tuple[ErcArrays, EdcArrays]:
-    """ERC and EDC of one quality method on one score set (all FMR targets at once, one sort)."""
-    erc = erc_arrays(
-        sc, quality_buckets(q, reject_counts(setup.fractions, sc.n)), setup.fractions, setup.fmrs
-    )
-    c, thr = edc_thr if edc_thr is not None else nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
-    edc = edc_arrays(
-        sc, q, thr, c, setup.discard_limit, setup.normalised, at=edc_at, max_points=edc_max_points
-    )
-    return erc, edc
-
-
-def strata(genuine: np.ndarray, folds: np.ndarray | None) -> list[np.ndarray]:
-    """Pair indices per (fold, genuine) cell, cells in sorted order."""
+def strata(
+    genuine: np.ndarray, folds: np.ndarray | None, keys: Sequence[np.ndarray] = ()
+) -> list[np.ndarray]:
+    """Pair indices per (fold, genuine) cell, cells in sorted order; inside a cell the pairs are ordered
+    by ``keys`` (first key first; e.g. similarity, then each quality), so that the resamples do not
+    depend on the order of rows: pairs equal in every key are interchangeable. Without keys: row order."""
     n = len(genuine)
     if folds is None:
         fold_codes = np.zeros(n, dtype=np.int64)
@@ -86,14 +44,21 @@ def strata(genuine: np.ndarray, folds: np.ndarray | None) -> list[np.ndarray]:
             raise EvaluationError(f"folds must give one fold per pair: expected shape ({n},), got {f.shape}")
         fold_codes = np.unique(f, return_inverse=True)[1].reshape(-1)
     key = fold_codes * 2 + genuine.astype(np.int64)
-    order = np.argsort(key, kind="stable")
+    order = (
+        np.lexsort((*reversed([np.asarray(k) for k in keys]), key))
+        if keys
+        else np.argsort(key, kind="stable")
+    )
     cuts = np.flatnonzero(np.diff(key[order])) + 1
     return np.split(order, cuts)
 
 
-def resamples(genuine: np.ndarray, folds: np.ndarray | None, n: int, seed: int) -> Iterator[np.ndarray]:
-    """``n`` seeded index arrays, each a with-replacement draw inside every (fold, label) stratum."""
-    cells = strata(genuine, folds)
+def resamples(
+    genuine: np.ndarray, folds: np.ndarray | None, n: int, seed: int, keys: Sequence[np.ndarray] = ()
+) -> Iterator[np.ndarray]:
+    """``n`` seeded index arrays, each a with-replacement draw inside every (fold, label) stratum
+    (pairs inside a stratum ordered by ``keys``, see ``strata``)."""
+    cells = strata(genuine, folds, keys)
     rng = np.random.default_rng(seed)
     for _ in range(n):
         yield np.concatenate([c[rng.integers(0, len(c), len(c))] for c in cells])
@@ -102,58 +67,6 @@ def resamples(genuine: np.ndarray, folds: np.ndarray | None, n: int, seed: int) 
 def step_values(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
     """Value of the step curve (y[k] on [x[k], x[k+1])) at the points ``at``; y may be 2-D (rows)."""
     return y[..., np.searchsorted(x, at, side="right") - 1]
-
-
-@dataclass
-class BootstrapResult:
-    erc_auc: np.ndarray  # resamples x methods x targets
-    edc_auc: np.ndarray
-    erc_fnmr: np.ndarray | None  # resamples x methods x targets x fractions (float32)
-    edc_fnmr: list[np.ndarray] | None  # per method: resamples x targets x len(edc_at[m]) (float32)
-
-
-def run_bootstrap(
-    similarity: np.ndarray,
-    genuine: np.ndarray,
-    qualities: Sequence[np.ndarray],
-    setup: Setup,
-    *,
-    folds: np.ndarray | None = None,
-    n: int = 1000,
-    seed: int = 0,
-    edc_at: Sequence[np.ndarray] | None = None,
-    keep_curves: bool = False,
-    progress: bool = False,
-) -> BootstrapResult:
-    """Evaluate every method on the same ``n`` resamples. Inputs must already be checked."""
-    if n < 1:
-        raise EvaluationError(f"bootstrap needs at least 1 resample, got {n}")
-    m, t, f = len(qualities), len(setup.fmrs), len(setup.fractions)
-    erc_auc = np.full((n, m, t), np.nan)
-    edc_auc = np.full((n, m, t), np.nan)
-    erc_fnmr = np.full((n, m, t, f), np.nan, dtype=np.float32) if keep_curves else None
-    edc_fnmr = (
-        [np.full((n, t, len(a)), np.nan, dtype=np.float32) for a in edc_at]
-        if keep_curves and edc_at
-        else None
-    )
-    it = resamples(genuine, folds, n, seed)
-    for b, idx in enumerate(
-        tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
-    ):
-        sc = Scores.build(similarity[idx], genuine[idx], checked=True)
-        edc_thr = nearest_fmr_thresholds(sc.imp_neg, setup.fmrs)
-        for j, q in enumerate(qualities):
-            erc, edc = method_arrays(
-                sc, q[idx], setup, edc_thr, edc_at=edc_at[j] if edc_at is not None else np.zeros(1)
-            )
-            erc_auc[b, j] = erc.auc
-            edc_auc[b, j] = edc.auc
-            if erc_fnmr is not None:
-                erc_fnmr[b, j] = erc.fnmr
-            if edc_fnmr is not None and edc_at is not None:
-                edc_fnmr[j][b] = step_values(edc.x, edc.fnmr, edc_at[j])
-    return BootstrapResult(erc_auc, edc_auc, erc_fnmr, edc_fnmr)
 
 
 def percentile_ci(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +135,7 @@ def _areas(
     point = np.array([proto.runner(ctx, q)[0].auc for q in qs])
     out = np.full((n, len(qs)), np.nan)
     progress = bool(kw.get("progress", False))
-    it = resamples(gen, folds, n, seed)
+    it = resamples(gen, folds, n, seed, (sim, *qs))  # pairs in a canonical order: no row order
     for b, idx in enumerate(
         tqdm(it, total=n, desc="bootstrap", unit="resample", disable=None if progress else True)
     ):

@@ -131,8 +131,11 @@ def xqlfw_accuracy(
 
 # ------------------------------------------------------------------------------------ registered protocols
 
-_VERIFICATION_EDGES = (
-    "Needs at least n_folds pairs; accuracy is over pairs in the given order; quality is not used."
+_VERIFICATION_EDGES = "Needs at least n_folds pairs; quality is not used."
+_FILE_ORDER = (
+    " The folds are contiguous blocks of the pairs in file order, as the program defines them: the only "
+    "number here that depends on row order, by the published protocol's definition (use verification_exact "
+    "with the dataset's folds for an order-free number)."
 )
 EXACT_CARD = ProtocolCard(
     name="verification_exact",
@@ -160,7 +163,9 @@ INSIGHTFACE_CARD = ProtocolCard(
     ),
     parameters=(Parameter("n_folds", 10, "KFold splits"),),
     edge_cases=_VERIFICATION_EDGES
-    + " Flip-summed embeddings come from the FR model; from plain embeddings the number is labelled the same but is not insightface's.",
+    + _FILE_ORDER
+    + " Flip-summed embeddings come from the FR model; from plain embeddings the number is labelled the same"
+    " but is not insightface's.",
 )
 XQLFW_CARD = ProtocolCard(
     name="verification_xqlfw",
@@ -169,7 +174,7 @@ XQLFW_CARD = ProtocolCard(
     source="Martlgap/xqlfw code/evaluate.py, as restated in REFERENCE.md 5 (grid bounds not checked against the script)",
     rule="Distance 1 - cos; thresholds np.arange(0, 2, 0.001); same iff distance < threshold; KFold(10, no shuffle); first best threshold.",
     parameters=(Parameter("n_folds", 10, "KFold splits"),),
-    edge_cases=_VERIFICATION_EDGES,
+    edge_cases=_VERIFICATION_EDGES + _FILE_ORDER,
 )
 
 
