@@ -4,11 +4,13 @@ equals what the FR model returns with flip_tta=sum, on real aligned LFW faces.""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import fiqa_bench
 from fiqa_bench.pipeline import flip_sum_embeddings, make_producers
 
 
+@pytest.mark.slow
 def test_mirror_producer_sums_to_the_models_flip_sum(aligned_lfw_sample: dict[str, object]) -> None:
     images = np.asarray(aligned_lfw_sample["images"])[:8]
     plain = fiqa_bench.get_fr_model("sface", device="cpu")

@@ -204,9 +204,9 @@ def test_summary_shows_both_verification_numbers_labelled(tmp_path: Path) -> Non
 
     _write(tmp_path, ProtocolRequest.from_user("erc,verification_insightface", None))
     res = read_results(tmp_path)
-    assert set(res.verification["protocol"]) == {"verification_insightface"} and "" in set(
-        res.verification["method"]
-    )
+    assert set(res.verification["protocol"]) == {"verification_insightface"} and set(
+        res.verification["kind"]
+    ) == {"verification"}
     assert "verification_insightface" not in set(res.results["protocol"])  # not a curve row
     _, head, rows = verification_section(res)
     by_label = {r[2]: r for r in rows}
