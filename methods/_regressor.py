@@ -7,15 +7,13 @@ Private (not a registry module). Input conversion: RGB uint8 N x 112 x 112 x 3 -
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from fiqa_bench.fr_models._common import InputSpec, check_size
 from torch import nn
 
-from fiqa_bench.registry import Card
+from fiqa_bench.types import BuildContext
 
 from ._common import BaseMethod
 
@@ -25,18 +23,10 @@ class TorchRegressor(BaseMethod):
 
     batch_size = 32
 
-    def __init__(
-        self,
-        card: Card,
-        network: nn.Module,
-        spec: InputSpec,
-        *,
-        weights_path: Path | None,
-        device: str = "cpu",
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(card, options, weights_path=weights_path)
-        self.device = str(device)
+    def __init__(self, ctx: BuildContext, network: nn.Module, spec: InputSpec) -> None:
+        """``network`` is already loaded from ``ctx.weights_file()`` (so the file counts in the fingerprint)."""
+        super().__init__(ctx)
+        self.device = str(ctx.device)
         self.spec = spec
         # channels_last: measured 4.8x faster for eDifFIQA(T) on this 2-core CPU (oneDNN), as for the FR models.
         self.network = network.eval().to(self.device).to(memory_format=torch.channels_last)

@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -139,9 +138,10 @@ def _card(v: Variant) -> Card:
 
 def _factory(v: Variant) -> Callable[[BuildContext], TorchRegressor]:
     def factory(ctx: BuildContext) -> TorchRegressor:
-        path = ctx.weights_file()
-        network = load_layout(v.build(), path, arch=f"{v.label} ({v.backbone})", strip=("module.",))
-        return TorchRegressor(ctx.card, network, INPUT, weights_path=path, device=ctx.device)
+        network = load_layout(
+            v.build(), ctx.weights_file(), arch=f"{v.label} ({v.backbone})", strip=("module.",)
+        )
+        return TorchRegressor(ctx, network, INPUT)
 
     return factory
 
@@ -188,13 +188,14 @@ class OnnxRegressor(BaseMethod):
 
     batch_size = 32
 
-    def __init__(self, card: Card, path: Path, device: str) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         from fiqa_bench.fr_models._onnx import open_session
 
         from fiqa_bench.errors import CheckpointError
 
-        super().__init__(card, {}, weights_path=path)
-        self.session = open_session(path, device)
+        path = ctx.weights_file()
+        super().__init__(ctx)
+        self.session = open_session(path, ctx.device)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         shape = list(inputs[0].shape) if inputs else []
         if len(inputs) != 1 or len(shape) != 4 or shape[1:] != [3, 112, 112] or not outputs:
@@ -217,6 +218,4 @@ class OnnxRegressor(BaseMethod):
         )
 
 
-@register_method(EDIFFIQA_T_ONNX_CARD)
-def ediffiqa_t_onnx(ctx: BuildContext) -> OnnxRegressor:
-    return OnnxRegressor(ctx.card, ctx.weights_file(), ctx.device)
+register_method(EDIFFIQA_T_ONNX_CARD)(OnnxRegressor)

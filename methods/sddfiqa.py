@@ -64,6 +64,7 @@ def sddfiqa_net() -> IRNet:
 
 @register_method(SDDFIQA_CARD)
 def sddfiqa(ctx: BuildContext) -> TorchRegressor:
-    path = ctx.weights_file()
-    network = load_layout(sddfiqa_net(), path, arch="SDD-FIQA IR-50 + quality head", strip=("module.",))
-    return TorchRegressor(ctx.card, network, INPUT, weights_path=path, device=ctx.device)
+    network = load_layout(
+        sddfiqa_net(), ctx.weights_file(), arch="SDD-FIQA IR-50 + quality head", strip=("module.",)
+    )
+    return TorchRegressor(ctx, network, INPUT)

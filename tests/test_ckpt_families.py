@@ -348,6 +348,7 @@ def check_method(
     """Loads by published file name, every key used, raw score == authors' forward, batch == single (the
     single-image runs go through ``score``: higher-better, so it must keep the raw value), finite on LFW."""
     m = fiqa_bench.get_method(name, weights_dir=wdir, device="cpu")
+    assert m.weights_path is not None and m.weights_path.parent == wdir  # the file counts in the fingerprint
     got = m.raw_scores(images)
     want = reference(to_input(images)).reshape(-1).double().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
