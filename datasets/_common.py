@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,58 @@ def read_bytes(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
+
+
+@dataclass
+class PairImages:
+    """Pairs of a pairs file resolved to the unique images they name (``gather_pair_images``)."""
+
+    table: ImageTable
+    a: np.ndarray  # int64 table index of each kept pair's first image
+    b: np.ndarray
+    genuine: np.ndarray  # bool
+    fold: np.ndarray  # int16
+    where: list[str]  # "pairs_file:line" of each kept pair
+
+
+def gather_pair_images(
+    rows: Iterable[tuple[str, str, bool, int, int]],
+    images: Path,
+    pairs_path: Path,
+    policy: Any,
+    *,
+    id_prefix: str = "",
+    fix: str = "restore the image",
+) -> PairImages:
+    """Read every image a pairs file names once. ``rows``: (image_a, image_b, genuine, fold, line) with
+    image paths relative to ``images`` (absolute ones are taken as they are); image ids are
+    ``id_prefix + path``. A file that is missing or unreadable is one ``policy.bad`` call naming the
+    pairs file and line (an error, or a counted skip of the pair with --skip-bad)."""
+    table = ImageTable()
+    index: dict[str, int] = {}
+    a, b, gen, fold, where = [], [], [], [], []
+    for ra, rb, g, f, lineno in rows:
+        refs: list[int] = []
+        for rel in (ra, rb):
+            p = Path(rel)
+            key = p.as_posix()
+            j = index.get(key)
+            if j is None:
+                full = p if p.is_absolute() else images / p
+                blob = read_bytes(full)
+                if blob is None:
+                    policy.bad("pair", pairs_path, f"image {full} does not exist or cannot be read", fix, lineno)
+                    break
+                j = index[key] = table.add(id_prefix + key, blob, str(full))
+            refs.append(j)
+        if len(refs) != 2:
+            continue
+        a.append(refs[0])
+        b.append(refs[1])
+        gen.append(g)
+        fold.append(f)
+        where.append(f"{pairs_path}:{lineno}")
+    return PairImages(table, np.array(a, np.int64), np.array(b, np.int64), np.array(gen, bool), np.array(fold, np.int16), where)
 
 
 # -- image store -------------------------------------------------------------------------------------

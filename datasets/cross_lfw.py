@@ -34,18 +34,17 @@ from typing import Any
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, MissingDataError
-from fiqa_bench.input_checks import read_text
+from fiqa_bench.input_checks import BadInputs, read_text
 from fiqa_bench.types import Dataset, DatasetStatus, LoadedDataset, Skipped
 
 from ._common import (
     N_FOLDS,
     SKIP_HINT,
-    ImageTable,
     assemble,
     equal_folds,
+    gather_pair_images,
     parse_aligned,
     prepare_faces,
-    read_bytes,
 )
 
 PAIRS_FILES = {"calfw": "pairs_CALFW.txt", "cplfw": "pairs_CPLFW.txt"}
@@ -147,35 +146,13 @@ class CrossLFWFolder(Dataset):
                 self.name, images, f"put the image folder ('aligned images/') beside {self.pairs_path}"
             )
         rows, folds, how, skipped = parse_two_line_pairs(self.pairs_path, skip_bad=skip_bad)
-        table = ImageTable()
-        index: dict[str, int] = {}
-        a, b, gen, fold, where = [], [], [], [], []
-        for (fa, fb, g, _, lineno), f in zip(rows, folds.tolist(), strict=True):
-            refs: list[int] = []
-            for rel in (fa, fb):
-                j = index.get(rel)
-                if j is None:
-                    blob = read_bytes(images / rel)
-                    if blob is None:
-                        why = f"image {images / rel} does not exist or cannot be read"
-                        if not skip_bad:
-                            raise DataFormatError(
-                                self.pairs_path, why, f"restore the image or {SKIP_HINT}", lineno
-                            )
-                        skipped.append(Skipped("pair", f"{self.pairs_path}:{lineno}", why))
-                        break
-                    j = index[rel] = table.add(f"{self.name}/{rel}", blob, str(images / rel))
-                refs.append(j)
-            if len(refs) != 2:
-                continue
-            a.append(refs[0])
-            b.append(refs[1])
-            gen.append(g)
-            fold.append(f)
-            where.append(f"{self.pairs_path}:{lineno}")
+        got = gather_pair_images(
+            ((fa, fb, g, f, lineno) for (fa, fb, g, _, lineno), f in zip(rows, folds.tolist(), strict=True)),
+            images, self.pairs_path, BadInputs(skip_bad, skipped), id_prefix=f"{self.name}/",
+        )  # fmt: skip
         o = self.options
         prepared = prepare_faces(
-            self.name, table, aligned=parse_aligned(o.get("aligned", "auto"), self.name), skip_bad=skip_bad,
+            self.name, got.table, aligned=parse_aligned(o.get("aligned", "auto"), self.name), skip_bad=skip_bad,
             progress=progress, workers=int(o.get("workers", 2)), detector=str(o.get("detector", "yunet")),
             no_face=str(o.get("no_face", "mean_landmarks")), cache_dir=self.cache_dir,
         )  # fmt: skip
@@ -186,8 +163,7 @@ class CrossLFWFolder(Dataset):
         )
         digest = hashlib.sha256(self.pairs_path.read_bytes()).hexdigest()[:8]
         return assemble(
-            self.name, prepared, np.array(a, np.int64), np.array(b, np.int64), np.array(gen, bool),
-            np.array(fold, np.int16), where,
+            self.name, prepared, got.a, got.b, got.genuine, got.fold, got.where,
             source=f"{self.name} folder form ({self.pairs_path.name} + {images}, {how}, {state})",
             fingerprint=f"{prepared.fingerprint}-{digest}",
             skipped=skipped,

@@ -53,12 +53,11 @@ from ._common import (
     DETECTOR_OPTION,
     NO_FACE_OPTION,
     WORKERS_OPTION,
-    ImageTable,
     _optional_str,
     aligned_option,
     assemble,
+    gather_pair_images,
     prepare_faces,
-    read_bytes,
 )
 
 DEFAULT_FILES = ("pairs.csv", "pairs.tsv")
@@ -190,44 +189,23 @@ class PairsFile(Dataset):
         rows, skipped = self._rows(skip_bad)
         policy = BadInputs(skip_bad, skipped)
         folds = _fold_index(self.csv, rows)
-        table = ImageTable()
-        index: dict[str, int] = {}
-        a, b, gen, fold, where = [], [], [], [], []
-        for (lineno, ra, rb, g, _), f in zip(rows, folds, strict=True):
-            refs: list[int] = []
-            for rel in (ra, rb):
-                p = Path(rel)
-                full = p if p.is_absolute() else self.images / p
-                key = p.as_posix()
-                j = index.get(key)
-                if j is None:
-                    blob = read_bytes(full)
-                    if blob is None:
-                        why = f"image {full} does not exist or cannot be read"
-                        policy.bad("pair", self.csv, why, f"fix the path (images are looked up in {self.images})", lineno)
-                        break
-                    j = index[key] = table.add(key, blob, str(full))
-                refs.append(j)
-            if len(refs) != 2:
-                continue
-            a.append(refs[0])
-            b.append(refs[1])
-            gen.append(g)
-            fold.append(f)
-            where.append(f"{self.csv}:{lineno}")
+        got = gather_pair_images(
+            ((ra, rb, g, f, lineno) for (lineno, ra, rb, g, _), f in zip(rows, folds, strict=True)),
+            self.images, self.csv, policy, fix=f"fix the path (images are looked up in {self.images})",
+        )  # fmt: skip
         try:
             workers = int(self.options.get("workers", 2))
         except (TypeError, ValueError):
             raise FiqaError("pairs: option workers must be an integer.") from None
         prepared = prepare_faces(
-            "pairs", table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
+            "pairs", got.table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
             detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
             cache_dir=self.cache_dir,
         )
         state = "aligned" if prepared.aligned else f"aligned on the fly with {prepared.info.get('detector')}"
         n_folds = len(set(folds)) if folds else 0
         return assemble(
-            "pairs", prepared, np.array(a, np.int64), np.array(b, np.int64), np.array(gen, bool), np.array(fold, np.int16), where,
+            "pairs", prepared, got.a, got.b, got.genuine, got.fold, got.where,
             source=f"pairs file {self.csv} (images in {self.images}, {state}, {n_folds} fold(s))",
             fingerprint=hashlib.sha256((prepared.fingerprint + str(self.csv.name)).encode()).hexdigest()[:16],
             skipped=skipped,

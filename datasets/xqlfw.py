@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fiqa_bench.errors import DataFormatError, FiqaError, MissingDataError
-from fiqa_bench.input_checks import read_text
+from fiqa_bench.input_checks import BadInputs, read_text
 from fiqa_bench.registry import Card, register_dataset
 from fiqa_bench.types import BuildContext, Dataset, DatasetStatus, LoadedDataset, Skipped
 
@@ -35,13 +35,12 @@ from ._common import (
     NO_FACE_OPTION,
     SKIP_HINT,
     WORKERS_OPTION,
-    ImageTable,
     aligned_option,
     assemble,
     equal_folds,
+    gather_pair_images,
     parse_aligned,
     prepare_faces,
-    read_bytes,
 )
 
 IMAGES = "xqlfw_aligned_112"
@@ -174,44 +173,23 @@ class XQLFW(Dataset):
                 )
         aligned = parse_aligned(self.options.get("aligned", True), "xqlfw")
         rows, how, skipped = parse_pairs(pairs_path, skip_bad)
-        table = ImageTable()
-        index: dict[str, int] = {}
-        a, b, gen, fold, where = [], [], [], [], []
-        for na, ia, nb, ib, g, f, lineno in rows:
-            refs: list[int] = []
-            for name, num in ((na, ia), (nb, ib)):
-                rel = f"{name}/{name}_{num:04d}.jpg"
-                j = index.get(rel)
-                if j is None:
-                    blob = read_bytes(images / rel)
-                    if blob is None:
-                        why = f"image {images / rel} does not exist or cannot be read"
-                        if not skip_bad:
-                            raise DataFormatError(pairs_path, why, f"restore the image or {SKIP_HINT}", lineno)
-                        skipped.append(Skipped("pair", f"{pairs_path}:{lineno}", why))
-                        break
-                    j = index[rel] = table.add(f"xqlfw/{rel}", blob, str(images / rel))
-                refs.append(j)
-            if len(refs) != 2:
-                continue
-            a.append(refs[0])
-            b.append(refs[1])
-            gen.append(g)
-            fold.append(f)
-            where.append(f"{pairs_path}:{lineno}")
+        got = gather_pair_images(
+            (((f"{na}/{na}_{ia:04d}.jpg", f"{nb}/{nb}_{ib:04d}.jpg", g, f, lineno) for na, ia, nb, ib, g, f, lineno in rows)),
+            images, pairs_path, BadInputs(skip_bad, skipped), id_prefix="xqlfw/",
+        )  # fmt: skip
         try:
             workers = int(self.options.get("workers", 2))
         except (TypeError, ValueError):
             raise FiqaError("xqlfw: option workers must be an integer.") from None
         cache_dir = self.cache_dir
         prepared = prepare_faces(
-            "xqlfw", table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
+            "xqlfw", got.table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
             detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
             cache_dir=cache_dir,
         )
         state = "aligned release" if prepared.aligned else f"aligned on the fly with {prepared.info.get('detector')}"
         return assemble(
-            "xqlfw", prepared, np.array(a, np.int64), np.array(b, np.int64), np.array(gen, bool), np.array(fold, np.int16), where,
+            "xqlfw", prepared, got.a, got.b, got.genuine, got.fold, got.where,
             source=f"XQLFW folder {d} ({IMAGES}/ + {PAIRS}, {how}, {state})",
             fingerprint=prepared.fingerprint + "-" + _text_digest(pairs_path),
             skipped=skipped,
