@@ -72,7 +72,9 @@ CLIBFIQA_CARD = Card(
     install_hint="pip install --no-deps open_clip_torch==3.3.0 && pip install ftfy regex",
     options=(
         Option(
-            "clip_weights", "", "path of OpenAI's RN50.pt (default: the weights dir); fixes the architecture only",
+            "clip_weights",
+            "",
+            "path of OpenAI's RN50.pt (default: the weights dir); fixes the architecture only",
             fingerprint=False,
         ),
     ),
@@ -135,13 +137,21 @@ def build_clip(path: Path) -> Any:
 class ClibFiqa(BaseMethod):
     batch_size = 32
 
-    def __init__(self, card: Card, path: Path, clip_path: Path, device: str, options: dict[str, Any]) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         import open_clip
         import torch
         from fiqa_bench.fr_models._checkpoint import match_keys, read_checkpoint
 
-        super().__init__(card, options, weights_path=path)
-        self.options.pop("clip_weights", None)  # every tensor comes from the CLIB file (see the card)
+        super().__init__(ctx)
+        path, device = ctx.weights_file(0), ctx.device
+        # Not recorded in the context: RN50.pt fixes the architecture only (see the card), so not in the key.
+        clip_path = resolve_weights(
+            ctx.card, str(ctx.options["clip_weights"]) or None, ctx.weights_dir, index=1
+        )
+        if clip_path.resolve() == path.resolve():
+            raise FiqaError(
+                f"clibfiqa: {path} was given as both CLIB-FIQA_R50.pth and RN50.pt; pass each file once."
+            )
         model = build_clip(clip_path)
         state = read_checkpoint(path)
         matched = match_keys(model.state_dict(), state, str(path), f"the CLIP network of {clip_path.name}")
@@ -181,15 +191,4 @@ class ClibFiqa(BaseMethod):
         return distribution_to_score(self.probabilities(images))
 
 
-@register_method(CLIBFIQA_CARD)
-def clibfiqa(ctx: BuildContext) -> ClibFiqa:
-    card, opts = ctx.card, dict(ctx.options)
-    path = ctx.weights_file(0)
-    clip_arg = str(opts["clip_weights"]) or None
-    # Not recorded in the context: RN50.pt fixes the architecture only (see the card), so not in the key.
-    clip_path = resolve_weights(card, clip_arg, ctx.weights_dir, index=1)
-    if clip_path.resolve() == path.resolve():
-        raise FiqaError(
-            f"clibfiqa: {path} was given as both CLIB-FIQA_R50.pth and RN50.pt; pass each file once."
-        )
-    return ClibFiqa(card, path, clip_path, ctx.device, opts)
+register_method(CLIBFIQA_CARD)(ClibFiqa)

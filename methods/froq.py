@@ -35,11 +35,12 @@ import numpy as np
 
 from fiqa_bench.errors import FiqaError, MissingDataError, UnsupportedCombinationError
 from fiqa_bench.registry import Card, Option, register_method
-from fiqa_bench.types import BuildContext, FRModel
+from fiqa_bench.types import BuildContext
 
 from ._common import BaseMethod
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
 
 def _positive_int(value: Any) -> int:
     n = int(value)
@@ -67,7 +68,12 @@ FROQ_CARD = Card(
     score_direction="higher_better",
     needs_fr_model="torch",
     options=(
-        Option("calibration", "", "folder of calibration face images (its content, not its path, is in the key)", fingerprint=False),
+        Option(
+            "calibration",
+            "",
+            "folder of calibration face images (its content, not its path, is in the key)",
+            fingerprint=False,
+        ),
         Option("calibration_size", 300, "calibration images used, >= 1", parse=_positive_int),
         Option("layers", "", "fixed observed layers NAME,NAME instead of a calibration"),
         Option("top_n", 10, "layers kept by the calibration, >= 1", parse=_positive_int),
@@ -306,10 +312,11 @@ def files_fingerprint(folder: Path, files: Sequence[Path]) -> str:
 class Froq(BaseMethod):
     batch_size = 32
 
-    def __init__(self, card: Card, fr_model: FRModel, options: dict[str, Any]) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         from ._torch import torch_parts
 
-        super().__init__(card, options, fr_model=fr_model)
+        super().__init__(ctx)
+        card, fr_model, options = ctx.card, ctx.fr_model, ctx.options
         self.module, self.preprocess = torch_parts(card, fr_model)
         names = [n for n, _ in observable_modules(self.module)]
         if options["layers"]:
@@ -387,6 +394,4 @@ class Froq(BaseMethod):
         return np.mean([norms[n] for n in self.calibration.layers], axis=0)
 
 
-@register_method(FROQ_CARD)
-def froq(ctx: BuildContext) -> Froq:
-    return Froq(ctx.card, ctx.fr_model, dict(ctx.options))
+register_method(FROQ_CARD)(Froq)

@@ -20,7 +20,6 @@ Rules from OFIQ's source (github.com/BSI-OFIQ/OFIQ-Project, MIT), read, not copi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -60,7 +59,9 @@ OFIQ_UQS_CARD = Card(
     python_packages=("onnxruntime",),
     options=(
         Option("output", "uqs", "uqs (OFIQ's rounded 0..100) | uqs_unrounded | magnitude", choices=OUTPUTS),
-        Option("threads", 0, "ONNX Runtime intra-op threads (0: its own choice; speed only)", fingerprint=False),
+        Option(
+            "threads", 0, "ONNX Runtime intra-op threads (0: its own choice; speed only)", fingerprint=False
+        ),
     ),
     notes=(
         "output=uqs (default): OFIQ's value, round(100 / (1 + exp((23 - m) / 2.6))) clipped to 0..100 (integers: "
@@ -96,10 +97,11 @@ def ofiq_input(images: np.ndarray) -> np.ndarray:
 class OfiqUqs(BaseMethod):
     batch_size = 64
 
-    def __init__(self, card: Card, path: Any, device: str, options: dict[str, Any]) -> None:
+    def __init__(self, ctx: BuildContext) -> None:
         from fiqa_bench.fr_models._onnx import open_session
 
-        super().__init__(card, options, weights_path=path)
+        super().__init__(ctx)
+        path, device, options = ctx.weights_file(), ctx.device, ctx.options
         self.session = open_session(path, device, int(options["threads"]) or None)
         inputs = self.session.get_inputs()
         shape = list(inputs[0].shape)
@@ -113,7 +115,6 @@ class OfiqUqs(BaseMethod):
         self.input_name = inputs[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-        self.options.pop("threads", None)  # speed only, not part of what the numbers depend on
 
     def magnitudes(self, images: np.ndarray) -> np.ndarray:
         """The network's native score per image (the first output value, as OFIQ reads it)."""
@@ -137,6 +138,4 @@ class OfiqUqs(BaseMethod):
         return m if output == "magnitude" else ofiq_sigmoid(m, rounded=output == "uqs")
 
 
-@register_method(OFIQ_UQS_CARD)
-def ofiq_uqs(ctx: BuildContext) -> OfiqUqs:
-    return OfiqUqs(ctx.card, ctx.weights_file(), ctx.device, dict(ctx.options))
+register_method(OFIQ_UQS_CARD)(OfiqUqs)

@@ -57,7 +57,15 @@ VITFIQA_CARD = Card(
     normalisation="aligned 112x112 crop, BGR (authors' default color_channel), (x/255 - 0.5)/0.5, NCHW",
     score_direction="higher_better",
     weights=(WEIGHTS,),
-    options=(Option("colour", "BGR", "channel order fed to the network: BGR (the authors' default) or RGB", parse=lambda v: str(v).upper(), choices=COLOURS),),
+    options=(
+        Option(
+            "colour",
+            "BGR",
+            "channel order fed to the network: BGR (the authors' default) or RGB",
+            parse=lambda v: str(v).upper(),
+            choices=COLOURS,
+        ),
+    ),
     notes=(
         "Architecture read from the file: embedding width, depth, MLP width and patch size from the tensor shapes "
         "(ViT-S: 512/12; the ViT-B config 512/24 loads too); 8 heads. Every key must match (a missing mask_token, "
@@ -128,10 +136,10 @@ def load_vitfiqa(path: Any) -> ViTQualityToken:
 class VitFiqa(BaseMethod):
     batch_size = 32
 
-    def __init__(self, card: Card, path: Any, device: str, options: dict[str, Any]) -> None:
-        super().__init__(card, options, weights_path=path)
-        self.device = device
-        self.model = load_vitfiqa(path).to(device)
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__(ctx)
+        self.device = ctx.device
+        self.model = load_vitfiqa(ctx.weights_file()).to(ctx.device)
 
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         """RGB uint8 N x 112 x 112 x 3 -> float32 N x 3 x 112 x 112, the card's colour order, (x/255 - 0.5)/0.5."""
@@ -148,6 +156,4 @@ class VitFiqa(BaseMethod):
             return self.model.quality(self.preprocess(images)).reshape(-1).double().cpu().numpy()
 
 
-@register_method(VITFIQA_CARD)
-def vitfiqa(ctx: BuildContext) -> VitFiqa:
-    return VitFiqa(ctx.card, ctx.weights_file(), ctx.device, dict(ctx.options))
+register_method(VITFIQA_CARD)(VitFiqa)
