@@ -29,8 +29,12 @@ def align_all(lfw: Path, out: Path, workers: int) -> dict:
     t = time.perf_counter()
     s = align_folder(lfw / "images", out, detector="yunet", workers=workers, progress=False)
     return {
-        "n_images": s.n_images, "no_face": s.n_no_face, "undecodable": s.n_undecodable,
-        "several_faces": s.n_several_faces, "failure_rate": s.failure_rate, "seconds": time.perf_counter() - t,
+        "n_images": s.n_images,
+        "no_face": s.n_no_face,
+        "undecodable": s.n_undecodable,
+        "several_faces": s.n_several_faces,
+        "failure_rate": s.failure_rate,
+        "seconds": time.perf_counter() - t,
         "no_face_files": s.no_face,
     }
 
@@ -66,10 +70,16 @@ def mtcnn_agreement(lfw: Path, n: int) -> dict:
         errs.append(np.linalg.norm(dy.landmarks - dm.landmarks, axis=1).mean() / iod)
     e = np.array(errs)
     return {
-        "n": len(paths), "both_found": both, "yunet_no_face": miss_y, "mtcnn_no_face": miss_m,
-        "median_nme": float(np.median(e)), "p95_nme": float(np.percentile(e, 95)),
-        "within_10pct": float((e < 0.10).mean()), "within_20pct": float((e < 0.20).mean()),
-        "yunet_ms": 1000 * t_y / len(paths), "mtcnn_ms": 1000 * t_m / len(paths),
+        "n": len(paths),
+        "both_found": both,
+        "yunet_no_face": miss_y,
+        "mtcnn_no_face": miss_m,
+        "median_nme": float(np.median(e)),
+        "p95_nme": float(np.percentile(e, 95)),
+        "within_10pct": float((e < 0.10).mean()),
+        "within_20pct": float((e < 0.20).mean()),
+        "yunet_ms": 1000 * t_y / len(paths),
+        "mtcnn_ms": 1000 * t_m / len(paths),
     }
 
 
@@ -132,7 +142,9 @@ print(json.dumps({"load_s": t_load, "decode_all_s": t_decode, "n_images": len(da
 
 
 def measure_load(path: Path, workers: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(workers)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(workers)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -152,7 +164,9 @@ def section(r: dict) -> str:
         f"{a['seconds']:.1f} s with 2 threads ({1000 * a['seconds'] / a['n_images']:.1f} ms/image).",
     ]
     if a["no_face_files"]:
-        lines.append(f"- No face: {', '.join(a['no_face_files'][:12])}{' ...' if len(a['no_face_files']) > 12 else ''}")
+        lines.append(
+            f"- No face: {', '.join(a['no_face_files'][:12])}{' ...' if len(a['no_face_files']) > 12 else ''}"
+        )
     if m:
         lines += [
             "",
@@ -223,7 +237,11 @@ def main() -> int:
             print(json.dumps(r["mtcnn"]), flush=True)
         r["loads"] = {}
         for distinct in (False, True):
-            name = "12,000 distinct blobs (no dedup, like a real file)" if distinct else "LFW bytes reused (dedup to unique images)"
+            name = (
+                "12,000 distinct blobs (no dedup, like a real file)"
+                if distinct
+                else "LFW bytes reused (dedup to unique images)"
+            )
             path = work / f"agedb_30{'_distinct' if distinct else ''}.bin"
             info = build_bin(aligned, lfw, path, 6000, distinct)
             res = measure_load(path, args.workers)

@@ -193,7 +193,10 @@ def timed(fn, repeats: int = 1) -> tuple[float, float, object]:
         gc.collect()
         t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+        best_wall, best_cpu = (
+            min(best_wall, time.perf_counter() - t0),
+            min(best_cpu, time.process_time() - c0),
+        )
     return best_wall, best_cpu, out
 
 
@@ -250,7 +253,9 @@ def bench_size(n: int, m_fast: int, m_slow: int) -> dict[str, object]:
         # Single-threaded, the like-for-like comparison, timed in alternation (fast, straightforward, fast,
         # ...): on a shared VM the same code runs up to 1.5x slower for seconds at a time, and alternating
         # gives both versions the same chances of a quiet moment.
-        (wall1, cpu1), (s_wall, s_cpu) = timed_alternating([fast1, lambda: straightforward_all(sim, gen, slow_q)], reps)
+        (wall1, cpu1), (s_wall, s_cpu) = timed_alternating(
+            [fast1, lambda: straightforward_all(sim, gen, slow_q)], reps
+        )
     else:
         wall1, cpu1, _ = timed(fast1, one)
     made1, made_cpu1 = lazy.make_seconds, lazy.make_cpu_seconds
@@ -259,8 +264,13 @@ def bench_size(n: int, m_fast: int, m_slow: int) -> dict[str, object]:
     wall, _, _ = timed(lambda: evaluate(sim, gen, qual, FMRS, protocols=PROTOCOLS), one)
     erc1, _, _ = timed(lambda: evaluate(sim, gen, qual, FMRS, threads=1, protocols="erc"), one)
     row: dict[str, object] = {
-        "pairs": n, "methods": m_fast, "threads": default_threads(), "fast_s": wall - lazy.make_seconds,
-        "fast1_s": wall1 - made1, "fast_cpu_s": cpu1 - made_cpu1, "erc1_s": erc1,
+        "pairs": n,
+        "methods": m_fast,
+        "threads": default_threads(),
+        "fast_s": wall - lazy.make_seconds,
+        "fast1_s": wall1 - made1,
+        "fast_cpu_s": cpu1 - made_cpu1,
+        "erc1_s": erc1,
     }
     row["fast_peak_mib"] = peak_mib(lambda: evaluate(sim, gen, qual, FMRS, protocols=PROTOCOLS))
     if m_slow:
@@ -315,14 +325,18 @@ def targets_text(rows: list[dict[str, object]]) -> str:
     if 1_000_000 in by_n:
         r = by_n[1_000_000]
         ok = "met" if r["fast_s"] < 10 else "NOT met"
-        parts.append(f"1M pairs x 10 methods x 3 FMRs (ERC + EDC) in under 10 s: {ok} ({r['fast_s']:.2f} s wall with "
-                     f"{r['threads']} threads, {r['fast1_s']:.2f} s on one thread).")
+        parts.append(
+            f"1M pairs x 10 methods x 3 FMRs (ERC + EDC) in under 10 s: {ok} ({r['fast_s']:.2f} s wall with "
+            f"{r['threads']} threads, {r['fast1_s']:.2f} s on one thread)."
+        )
     if 60_000 in by_n and "speedup" in by_n[60_000]:
         r = by_n[60_000]
         ok = "met" if r["speedup"] >= 20 else "NOT met"
-        parts.append(f"At least 20x the straightforward version at 60k pairs: {ok} on the like-for-like measure "
-                     f"({r['speedup']:.1f}x CPU per method, both single-threaded; {r['speedup_wall']:.1f}x in wall "
-                     "time with the thread pool).")
+        parts.append(
+            f"At least 20x the straightforward version at 60k pairs: {ok} on the like-for-like measure "
+            f"({r['speedup']:.1f}x CPU per method, both single-threaded; {r['speedup_wall']:.1f}x in wall "
+            "time with the thread pool)."
+        )
     return " ".join(parts)
 
 

@@ -59,8 +59,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=24, help="faces for the cheap methods")
     ap.add_argument("--n-slow", type=int, default=4, help="faces for serfiq (T=100) and faceqan (defaults)")
-    ap.add_argument("--degradations", action="store_true", help="also measure the fraction of faces each degradation lowers")
-    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md (## Methods)")
+    ap.add_argument(
+        "--degradations",
+        action="store_true",
+        help="also measure the fraction of faces each degradation lowers",
+    )
+    ap.add_argument(
+        "--write", action="store_true", help="write the table into benchmarks/RESULTS.md (## Methods)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
@@ -107,7 +113,9 @@ def main() -> int:
         t0 = time.perf_counter()
         q = m.score(ims)
         dt = time.perf_counter() - t0
-        label = ("crfiqa:r18" if name.startswith("crfiqa:") else name) + "".join(f" {k}={v}" for k, v in opts.items())
+        label = ("crfiqa:r18" if name.startswith("crfiqa:") else name) + "".join(
+            f" {k}={v}" for k, v in opts.items()
+        )
         if fr is not None:
             label += " @" + {id(sface): "sface", id(sface_torch): "sface_torch"}.get(id(fr), "r18-calibrated")
         row = {"method": label, "n": n, "img_s": n / dt, "finite": bool(np.isfinite(q).all())}

@@ -77,10 +77,15 @@ def _optional_str(value: Any) -> str | None:
 
 
 # Options shared by the dataset cards (declared on each card; fiqa_bench.registry.Option).
-WORKERS_OPTION = Option("workers", 2, "image-decoding threads at load time (speed only)", parse=_workers, fingerprint=False)
-DETECTOR_OPTION = Option("detector", "yunet", "face detector for on-the-fly alignment", choices=("yunet", "mtcnn"))
+WORKERS_OPTION = Option(
+    "workers", 2, "image-decoding threads at load time (speed only)", parse=_workers, fingerprint=False
+)
+DETECTOR_OPTION = Option(
+    "detector", "yunet", "face detector for on-the-fly alignment", choices=("yunet", "mtcnn")
+)
 NO_FACE_OPTION = Option(
-    "no_face", "mean_landmarks",
+    "no_face",
+    "mean_landmarks",
     "photos without a face: mean_landmarks (warp with the set's mean landmarks) | drop (leave their pairs out)",
     choices=("mean_landmarks", "drop"),
 )
@@ -88,7 +93,9 @@ NO_FACE_OPTION = Option(
 
 def aligned_option(default: bool | str) -> Option:
     return Option(
-        "aligned", default, "true: images are 112x112 aligned faces | false: align on the fly | auto",
+        "aligned",
+        default,
+        "true: images are 112x112 aligned faces | false: align on the fly | auto",
         parse=lambda v: parse_aligned(v, "aligned"),
     )
 
@@ -138,7 +145,9 @@ def gather_pair_images(
                 full = p if p.is_absolute() else images / p
                 blob = read_bytes(full)
                 if blob is None:
-                    policy.bad("pair", pairs_path, f"image {full} does not exist or cannot be read", fix, lineno)
+                    policy.bad(
+                        "pair", pairs_path, f"image {full} does not exist or cannot be read", fix, lineno
+                    )
                     break
                 j = index[key] = table.add(id_prefix + key, blob, str(full))
             refs.append(j)
@@ -149,7 +158,14 @@ def gather_pair_images(
         gen.append(g)
         fold.append(f)
         where.append(f"{pairs_path}:{lineno}")
-    return PairImages(table, np.array(a, np.int64), np.array(b, np.int64), np.array(gen, bool), np.array(fold, np.int16), where)
+    return PairImages(
+        table,
+        np.array(a, np.int64),
+        np.array(b, np.int64),
+        np.array(gen, bool),
+        np.array(fold, np.int16),
+        where,
+    )
 
 
 # -- image store -------------------------------------------------------------------------------------
@@ -165,7 +181,9 @@ class BlobLoader:
     def __call__(self, index: int) -> np.ndarray:
         rgb = decode_rgb(self.blobs[index])
         if rgb is None or rgb.shape[:2] != (ALIGNED_SIZE, ALIGNED_SIZE):  # checked at load; defensive
-            raise DataFormatError(self.where[index], "image is no longer a decodable 112x112 face", "reload the dataset")
+            raise DataFormatError(
+                self.where[index], "image is no longer a decodable 112x112 face", "reload the dataset"
+            )
         return rgb
 
 
@@ -261,7 +279,9 @@ def _shapes(blobs: Sequence[bytes], workers: int, progress: bool, desc: str) -> 
     return out
 
 
-def check_alignment(name: str, table: ImageTable, shapes: Sequence[tuple[int, int] | None], auto: bool) -> dict[str, Any]:
+def check_alignment(
+    name: str, table: ImageTable, shapes: Sequence[tuple[int, int] | None], auto: bool
+) -> dict[str, Any]:
     """Are 112x112 images really aligned to the ArcFace template? YuNet on an evenly spaced sample
     (``faces.ALIGNMENT_SAMPLE``) measures the median landmark offset; above ``faces.MISALIGNED_MEDIAN_PX``
     the set is flagged (photos merely resized to 112x112 would otherwise be embedded as if aligned) and
@@ -271,7 +291,9 @@ def check_alignment(name: str, table: ImageTable, shapes: Sequence[tuple[int, in
     ok = [i for i, s in enumerate(shapes) if s == (ALIGNED_SIZE, ALIGNED_SIZE)]
     if not ok:
         return {}
-    pick = [ok[int(k)] for k in np.linspace(0, len(ok) - 1, min(ALIGNMENT_SAMPLE, len(ok))).round().astype(int)]
+    pick = [
+        ok[int(k)] for k in np.linspace(0, len(ok) - 1, min(ALIGNMENT_SAMPLE, len(ok))).round().astype(int)
+    ]
     offset, measured = alignment_offset(np.stack([decode_rgb(table.blobs[i]) for i in pick]))
     misaligned = bool(measured and offset > MISALIGNED_MEDIAN_PX)
     if misaligned:
@@ -282,7 +304,11 @@ def check_alignment(name: str, table: ImageTable, shapes: Sequence[tuple[int, in
             "aligning them on the fly (pass aligned=true to use them as they are)" if auto
             else "results will be poor; pass aligned=false to align them on the fly",
         )  # fmt: skip
-    return {"alignment_offset_px": round(offset, 2), "alignment_faces_measured": measured, "misaligned": misaligned}
+    return {
+        "alignment_offset_px": round(offset, 2),
+        "alignment_faces_measured": measured,
+        "misaligned": misaligned,
+    }
 
 
 def prepare_faces(
@@ -327,7 +353,11 @@ def prepare_faces(
     auto = aligned == "auto"
     if auto:
         aligned = all(s == (ALIGNED_SIZE, ALIGNED_SIZE) for s in good_shapes)
-        log.info("%s: images are %s (aligned=auto)", name, "112x112, used as aligned" if aligned else "not all 112x112, aligning them")
+        log.info(
+            "%s: images are %s (aligned=auto)",
+            name,
+            "112x112, used as aligned" if aligned else "not all 112x112, aligning them",
+        )
     check = check_alignment(name, table, shapes, auto) if aligned else {}
     if check.get("misaligned") and auto:
         aligned = False
@@ -337,7 +367,10 @@ def prepare_faces(
                 why = f"is {s[1]}x{s[0]} pixels, not an aligned 112x112 face"
                 if not skip_bad:
                     raise DataFormatError(
-                        table.where[i], why, "use the aligned release, pass aligned=false to align the images on the fly, or " + SKIP_HINT
+                        table.where[i],
+                        why,
+                        "use the aligned release, pass aligned=false to align the images on the fly, or "
+                        + SKIP_HINT,
                     )
                 skipped.append(Skipped("image", table.where[i], why + "; its pairs are left out"))
                 bad.add(i)
@@ -350,9 +383,15 @@ def prepare_faces(
         from fiqa_bench.align import ALIGNER_VERSIONS
 
         if detector not in ALIGNER_VERSIONS:
-            raise FiqaError(f"{name}: option detector={detector!r} must be one of {', '.join(ALIGNER_VERSIONS)}.")
-        fingerprint = hashlib.sha256((table.content_digest() + ALIGNER_VERSIONS[detector]).encode()).hexdigest()[:16]
-        crops, status, det_score, landmarks = _aligned_crops(name, table, fingerprint, detector, workers, progress, cache_dir)
+            raise FiqaError(
+                f"{name}: option detector={detector!r} must be one of {', '.join(ALIGNER_VERSIONS)}."
+            )
+        fingerprint = hashlib.sha256(
+            (table.content_digest() + ALIGNER_VERSIONS[detector]).encode()
+        ).hexdigest()[:16]
+        crops, status, det_score, landmarks = _aligned_crops(
+            name, table, fingerprint, detector, workers, progress, cache_dir
+        )
         n_no_face = 0
         for i in np.flatnonzero(status == 1):
             if i in bad:
@@ -360,14 +399,28 @@ def prepare_faces(
             n_no_face += 1
             if no_face == "drop":
                 bad.add(int(i))
-                skipped.append(Skipped("face", table.ids[i], f"no face found by {detector}; its pairs are left out (no_face=drop)"))
+                skipped.append(
+                    Skipped(
+                        "face",
+                        table.ids[i],
+                        f"no face found by {detector}; its pairs are left out (no_face=drop)",
+                    )
+                )
             else:
-                skipped.append(Skipped("face", table.ids[i], f"no face found by {detector}; aligned with the set's mean landmarks"))
+                skipped.append(
+                    Skipped(
+                        "face",
+                        table.ids[i],
+                        f"no face found by {detector}; aligned with the set's mean landmarks",
+                    )
+                )
         keep_idx = np.array([i for i in range(len(table)) if i not in bad], np.int64)
         loader = ArrayLoader(crops, keep_idx)
         # Measured landmarks only: a faceless image's stand-in landmarks placed its crop, but landmark-based
         # methods must see "no face" (NaN), not a plausible face.
-        measured = np.where((np.asarray(status) == 0)[:, None, None], np.asarray(landmarks, np.float32), np.nan)
+        measured = np.where(
+            (np.asarray(status) == 0)[:, None, None], np.asarray(landmarks, np.float32), np.nan
+        )
         meta = {"det_score": np.asarray(det_score)[keep_idx], "landmarks": measured[keep_idx]}
         n_checked = len(table) - sum(1 for s in shapes if s is None)
         info = {
@@ -384,7 +437,13 @@ def prepare_faces(
 
 
 def _aligned_crops(
-    name: str, table: ImageTable, fingerprint: str, detector: str, workers: int, progress: bool, cache_dir: str | Path | None
+    name: str,
+    table: ImageTable,
+    fingerprint: str,
+    detector: str,
+    workers: int,
+    progress: bool,
+    cache_dir: str | Path | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Aligned crops (memory-mapped from the cache when present) + status/score/landmarks per image."""
     from fiqa_bench.align import align_sources
@@ -394,7 +453,14 @@ def _aligned_crops(
     stem = f"{name.replace(':', '_').replace('/', '_')}-{fingerprint}"
 
     def compute(out: np.ndarray) -> dict[str, np.ndarray]:
-        res = align_sources(table.blobs, detector, workers=workers, progress=progress, desc=f"{name}: align ({detector})", out=out)
+        res = align_sources(
+            table.blobs,
+            detector,
+            workers=workers,
+            progress=progress,
+            desc=f"{name}: align ({detector})",
+            out=out,
+        )
         return {"status": res.status, "det_score": res.det_score, "landmarks": res.landmarks}
 
     # Verified on every read (shape, dtype, checksums), rebuilt when damaged, safe under concurrent runs.

@@ -176,7 +176,12 @@ DEMO_CARD = Card(
     python_packages=("matplotlib", "skimage", "insightface"),
     install_hint=PIP_HINT,
     options=(
-        Option("impostors", "all", "all impostor pairs, or balanced (as many as genuine ones, by id hash)", choices=("all", "balanced")),
+        Option(
+            "impostors",
+            "all",
+            "all impostor pairs, or balanced (as many as genuine ones, by id hash)",
+            choices=("all", "balanced"),
+        ),
         Option("folds", 3, "folds (1..10) the pairs are dealt into", choices=tuple(range(1, 11))),
     ),
     notes=(

@@ -275,7 +275,9 @@ class AllPairsDataset(Dataset):
         skipped: list[Skipped] = []
         for im in images:
             # An unreadable file is judged with the undecodable ones: an error, or a counted skip.
-            table.add(im.image_id, read_bytes(im.path), str(im.path), "cannot be read (check its permissions)")
+            table.add(
+                im.image_id, read_bytes(im.path), str(im.path), "cannot be read (check its permissions)"
+            )
         o = self.options
         try:
             workers = int(o.get("workers", 2))

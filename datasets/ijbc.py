@@ -316,7 +316,13 @@ class IJBC(Dataset):
                 )
             for i in bad:
                 why = f"loose crop {unusable[i]}" if i in unusable else "missing loose crop"
-                skipped.append(Skipped("image", f"{tid_mid_path}:{tid_line(int(i))}", f"{why} {names[i]} (template {tids[i]})"))
+                skipped.append(
+                    Skipped(
+                        "image",
+                        f"{tid_mid_path}:{tid_line(int(i))}",
+                        f"{why} {names[i]} (template {tids[i]})",
+                    )
+                )
             keep = usable
             emptied = set(np.setdiff1d(tids[~keep], tids[keep]).tolist())
             names, tids, mids = names[keep], tids[keep], mids[keep]
@@ -368,7 +374,8 @@ class IJBC(Dataset):
             a, b, label = a[ok], b[ok], label[ok]
             if not len(a):
                 raise DataFormatError(
-                    pairs_path, f"every pair was left out ({n_pairs_skipped} pair(s) with a template that has no usable image)",
+                    pairs_path,
+                    f"every pair was left out ({n_pairs_skipped} pair(s) with a template that has no usable image)",
                     "restore the loose crops or use matching meta files: nothing is left to evaluate",
                 )
 

@@ -91,7 +91,11 @@ class RefusedGlobal(pickle.UnpicklingError):
 
 def _latin1_bytes(text: Any = "", encoding: Any = "latin1", *rest: Any) -> bytes:
     """Stand-in for ``_codecs.encode`` as Python 3 pickles bytes at protocol <= 2: text -> bytes only."""
-    if rest or not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1"):
+    if (
+        rest
+        or not isinstance(text, str)
+        or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1")
+    ):
         raise pickle.UnpicklingError("_codecs.encode used with arguments other than (text, 'latin1')")
     return text.encode("latin-1")
 
@@ -227,9 +231,22 @@ def read_bin(path: str | os.PathLike[str]) -> tuple[list[bytes], list[bool]]:
             "re-save it as (list of encoded image bytes, list of bools)",
         ) from None
     except OSError as exc:
-        raise DataFormatError(path, f"cannot be read ({exc.strerror or exc})", "check the file and its permissions") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-            MemoryError, RecursionError, UnicodeDecodeError, struct.error) as exc:
+        raise DataFormatError(
+            path, f"cannot be read ({exc.strerror or exc})", "check the file and its permissions"
+        ) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        MemoryError,
+        RecursionError,
+        UnicodeDecodeError,
+        struct.error,
+    ) as exc:
         raise DataFormatError(
             path,
             f"is not a readable insightface .bin pickle ({type(exc).__name__}: {exc}); the file may be truncated",
@@ -266,7 +283,9 @@ def _check_structure(path: Path, obj: Any) -> tuple[list[bytes], list[bool]]:
 # -- writing (tests, benchmarks, packing your own aligned pairs) ------------------------------------
 
 
-def save_insightface_bin(path: str | os.PathLike[str], bins: Sequence[bytes], issame: Sequence[bool], *, style: str = "python2") -> None:
+def save_insightface_bin(
+    path: str | os.PathLike[str], bins: Sequence[bytes], issame: Sequence[bool], *, style: str = "python2"
+) -> None:
     """Write ``(bins, issame_list)`` as insightface does. ``style="python2"``: the byte stream Python 2's
     pickle (protocol 2) produces for lists of ``str`` and ``bool`` - the published files; ``"python3"``:
     ``pickle.dump`` at the highest protocol (what a re-save under Python 3 gives)."""
@@ -380,20 +399,31 @@ def load_insightface_bin(
     if len(bins) % 2:
         why = f"holds an odd number of images ({len(bins)}); pairs are consecutive images"
         if not skip_bad or len(issame) != len(bins) // 2:
-            raise DataFormatError(path, why, "download the file again" + ("" if len(issame) != len(bins) // 2 else f", or {SKIP_HINT}"))
-        skipped.append(Skipped("image", f"{fname}#{len(bins) - 1:05d}", "unpaired last image of an odd-sized file; ignored"))
+            raise DataFormatError(
+                path,
+                why,
+                "download the file again" + ("" if len(issame) != len(bins) // 2 else f", or {SKIP_HINT}"),
+            )
+        skipped.append(
+            Skipped(
+                "image", f"{fname}#{len(bins) - 1:05d}", "unpaired last image of an odd-sized file; ignored"
+            )
+        )
         bins = bins[:-1]
     n = len(bins) // 2
     if len(issame) != n:
         raise DataFormatError(
-            path, f"issame_list has {len(issame)} labels for {len(bins)} images ({n} pairs)", "download the file again"
+            path,
+            f"issame_list has {len(issame)} labels for {len(bins)} images ({n} pairs)",
+            "download the file again",
         )
     expected = PUBLISHED_PAIRS.get(name) if expected_pairs is None else (int(expected_pairs) or None)
     if expected is not None and n != expected:
         why = f"holds {n} pairs, the published {name} file has {expected}"
         if not skip_bad:
             raise DataFormatError(
-                path, why,
+                path,
+                why,
                 f"use the published file; to use this variant anyway pass --skip-bad (reported) or the option expected_pairs={n}",
             )
         skipped.append(Skipped("pair", str(path), why + " (variant accepted because of --skip-bad)"))
@@ -415,17 +445,33 @@ def load_insightface_bin(
     h.update(np.packbits(genuine).tobytes())
     del bins, by_digest
     prepared = prepare_faces(
-        name, table, aligned=True, skip_bad=skip_bad, progress=progress, workers=workers,
+        name,
+        table,
+        aligned=True,
+        skip_bad=skip_bad,
+        progress=progress,
+        workers=workers,
         fix=f"download the file again or {SKIP_HINT}",
     )
     fold = equal_folds(n, N_FOLDS)
     pair_where = [f"{fname} pair {k}" for k in range(n)]
     return assemble(
-        name, prepared, index[0::2], index[1::2], genuine, fold, pair_where,
+        name,
+        prepared,
+        index[0::2],
+        index[1::2],
+        genuine,
+        fold,
+        pair_where,
         source=f"insightface .bin {path}",
         fingerprint=h.hexdigest()[:16],
         skipped=skipped,
-        info={"path": str(path), "n_images_in_file": 2 * n, "n_unique_images": len(table), "format": "insightface .bin"},
+        info={
+            "path": str(path),
+            "n_images_in_file": 2 * n,
+            "n_unique_images": len(table),
+            "format": "insightface .bin",
+        },
         progress=progress,
     )
 
@@ -457,16 +503,24 @@ class InsightfaceBin(Dataset):
         p = self.path()
         if p is None or not p.is_file():
             raise MissingDataError(
-                self.card.name, p or self.root / f"{self.card.name}.bin",
+                self.card.name,
+                p or self.root / f"{self.card.name}.bin",
                 self._expected_where() + "; set the data root with --data-root or FIQA_BENCH_DATA.",
             )
         workers, expected = self.options["workers"], self.options["expected_pairs"]
-        return load_insightface_bin(p, self.card.name, skip_bad=skip_bad, progress=progress, expected_pairs=expected, workers=workers)
+        return load_insightface_bin(
+            p, self.card.name, skip_bad=skip_bad, progress=progress, expected_pairs=expected, workers=workers
+        )
 
 
 BIN_OPTIONS = ("path", "expected_pairs", "workers")
 FOLDER_FORM_OPTIONS = (
-    Option("images", None, "folder form: the image folder (default: 'aligned images/' or images/)", parse=_optional_str),
+    Option(
+        "images",
+        None,
+        "folder form: the image folder (default: 'aligned images/' or images/)",
+        parse=_optional_str,
+    ),
     aligned_option("auto"),
     DETECTOR_OPTION,
     NO_FACE_OPTION,
@@ -482,7 +536,9 @@ def _card(name: str, summary: str, paper: str, licence: str, pairs: int, folder_
         licence=licence,
         normalisation="aligned 112x112 faces (insightface .bin, JPEG/PNG bytes), decoded to RGB",
         options=(
-            Option("path", None, "the .bin file (default: searched under the data root)", parse=_optional_str),
+            Option(
+                "path", None, "the .bin file (default: searched under the data root)", parse=_optional_str
+            ),
             Option("expected_pairs", pairs, "pairs the file must hold (0: no check)", parse=_optional_int),
             WORKERS_OPTION,
             *(FOLDER_FORM_OPTIONS if folder_form else ()),
@@ -498,25 +554,33 @@ def _card(name: str, summary: str, paper: str, licence: str, pairs: int, folder_
 
 
 AGEDB_CARD = _card(
-    "agedb_30", "AgeDB-30: verification across a 30-year age gap (insightface agedb_30.bin)",
+    "agedb_30",
+    "AgeDB-30: verification across a 30-year age gap (insightface agedb_30.bin)",
     "Moschoglou et al., AgeDB: the first manually collected, in-the-wild age database, CVPRW 2017",
-    "AgeDB licence: non-commercial research use; obtain the data from its authors", 6000,
+    "AgeDB licence: non-commercial research use; obtain the data from its authors",
+    6000,
 )
 CFP_FP_CARD = _card(
-    "cfp_fp", "CFP-FP: frontal-to-profile verification (insightface cfp_fp.bin)",
+    "cfp_fp",
+    "CFP-FP: frontal-to-profile verification (insightface cfp_fp.bin)",
     "Sengupta et al., Frontal to Profile Face Verification in the Wild, WACV 2016",
-    "CFP: research use; obtain the data from its authors", 7000,
+    "CFP: research use; obtain the data from its authors",
+    7000,
 )
 CALFW_CARD = _card(
-    "calfw", "CALFW: cross-age LFW (pairs_CALFW.txt + aligned images/, or insightface calfw.bin)",
+    "calfw",
+    "CALFW: cross-age LFW (pairs_CALFW.txt + aligned images/, or insightface calfw.bin)",
     "Zheng et al., Cross-Age LFW: A Database for Studying Cross-Age Face Recognition in Unconstrained Environments, arXiv:1708.08197",
-    "research use (LFW-derived); obtain the data from its authors", 6000,
+    "research use (LFW-derived); obtain the data from its authors",
+    6000,
     "calfw/pairs_CALFW.txt + calfw/aligned images/ (options images, aligned=auto|true|false, detector, no_face).",
 )
 CPLFW_CARD = _card(
-    "cplfw", "CPLFW: cross-pose LFW (pairs_CPLFW.txt + aligned images/, or insightface cplfw.bin)",
+    "cplfw",
+    "CPLFW: cross-pose LFW (pairs_CPLFW.txt + aligned images/, or insightface cplfw.bin)",
     "Zheng and Deng, Cross-Pose LFW: A Database for Studying Cross-Pose Face Recognition in Unconstrained Environments, BUPT TR 18-01, 2018",
-    "research use (LFW-derived); obtain the data from its authors", 6000,
+    "research use (LFW-derived); obtain the data from its authors",
+    6000,
     "cplfw/pairs_CPLFW.txt + cplfw/aligned images/ (options images, aligned=auto|true|false, detector, no_face).",
 )
 

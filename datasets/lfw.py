@@ -38,7 +38,12 @@ LFW_CARD = Card(
     options=(
         NO_FACE_OPTION,
         WORKERS_OPTION,
-        Option("pairs_file", None, "pairs file in lfw/ (default pairs.txt; e.g. pairsDevTest.txt)", parse=_optional_str),
+        Option(
+            "pairs_file",
+            None,
+            "pairs file in lfw/ (default pairs.txt; e.g. pairsDevTest.txt)",
+            parse=_optional_str,
+        ),
     ),
     notes=(
         "Sub-paths under the data root: lfw/images/<name>/<name>_NNNN.jpg + lfw/pairs.txt (folder form, "
@@ -73,8 +78,10 @@ def parse_lfw_pairs(path: Path) -> tuple[list[tuple[str, int, str, int, bool, in
             raise ValueError
     except ValueError:
         raise DataFormatError(
-            path, f"header {head_line!r} is neither 'FOLDS<TAB>N' (View 2, pairs.txt) nor 'N' (View 1, pairsDevTest.txt)",
-            "restore the file's first line", head_no,
+            path,
+            f"header {head_line!r} is neither 'FOLDS<TAB>N' (View 2, pairs.txt) nor 'N' (View 1, pairsDevTest.txt)",
+            "restore the file's first line",
+            head_no,
         ) from None
     body = numbered[1:]
     expected = n_folds * 2 * per_class
@@ -82,7 +89,8 @@ def parse_lfw_pairs(path: Path) -> tuple[list[tuple[str, int, str, int, bool, in
         raise DataFormatError(
             path,
             f"header promises {n_folds} folds x 2 x {per_class} = {expected} pairs but the file has {len(body)} pair lines",
-            "use an unmodified pairs.txt or fix the header", head_no,
+            "use an unmodified pairs.txt or fix the header",
+            head_no,
         )
     rows = []
     for k, (lineno, line) in enumerate(body):
@@ -98,12 +106,19 @@ def parse_lfw_pairs(path: Path) -> tuple[list[tuple[str, int, str, int, bool, in
                 raise ValueError
         except ValueError:
             raise DataFormatError(
-                path, f"cannot parse {line.strip()!r} (expected 'name n1 n2' or 'name1 n1 name2 n2')",
-                "repair or remove the line and fix the header counts", lineno,
+                path,
+                f"cannot parse {line.strip()!r} (expected 'name n1 n2' or 'name1 n1 name2 n2')",
+                "repair or remove the line and fix the header counts",
+                lineno,
             ) from None
         if row[4] != genuine_expected:
             kind = "genuine" if genuine_expected else "impostor"
-            raise DataFormatError(path, f"expected a {kind} pair line here, got {line.strip()!r}", "keep each fold's genuine lines before its impostor lines", lineno)
+            raise DataFormatError(
+                path,
+                f"expected a {kind} pair line here, got {line.strip()!r}",
+                "keep each fold's genuine lines before its impostor lines",
+                lineno,
+            )
         if row[1] < 1 or row[3] < 1:
             raise DataFormatError(path, "image numbers are 1-based", "fix the image number", lineno)
         rows.append(row)
@@ -153,7 +168,8 @@ class LFWFolder(Dataset):
             bin_path = self._bin_path()
             if bin_path is None:
                 raise MissingDataError(
-                    "lfw", self.pairs_path,
+                    "lfw",
+                    self.pairs_path,
                     f"Put the LFW folder (images/<name>/<name>_NNNN.jpg + pairs.txt) at {self.folder} or lfw.bin at "
                     f"{self.root / 'lfw.bin'}; set the data root with --data-root or FIQA_BENCH_DATA.",
                 )
@@ -176,7 +192,13 @@ class LFWFolder(Dataset):
             for name, num in ((na, ia), (nb, ib)):
                 rel = f"{name}/{name}_{num:04d}.jpg"
                 if rel not in index and not (self.folder / "images" / rel).is_file():
-                    policy.bad("pair", pairs_path, f"image {self.folder / 'images' / rel} does not exist", "restore the image", lineno)
+                    policy.bad(
+                        "pair",
+                        pairs_path,
+                        f"image {self.folder / 'images' / rel} does not exist",
+                        "restore the image",
+                        lineno,
+                    )
                     refs = None
                     break
                 refs.append(rel)
@@ -190,47 +212,67 @@ class LFWFolder(Dataset):
             keep_rows.append((index[refs[0]], index[refs[1]], gen, fold))
         if not keep_rows:
             raise DataFormatError(
-                pairs_path, f"every pair was left out ({len(skipped)} skipped; first: {skipped[0].where}: {skipped[0].why})",
+                pairs_path,
+                f"every pair was left out ({len(skipped)} skipped; first: {skipped[0].where}: {skipped[0].why})",
                 "restore the images: nothing is left to evaluate",
             )
         paths = [self.folder / "images" / rel for rel in ids]
         fingerprint = hashlib.sha256(
-            (_file_digest([pairs_path, *paths]) + ALIGNER_VERSION + str(self.options.get("no_face", "mean_landmarks"))).encode()
+            (
+                _file_digest([pairs_path, *paths])
+                + ALIGNER_VERSION
+                + str(self.options.get("no_face", "mean_landmarks"))
+            ).encode()
         ).hexdigest()[:16]
         crops, det_score, landmarks, failed = self._aligned(paths, fingerprint, progress)
         undecodable = [i for i, f in enumerate(failed) if f == 2]
         if undecodable and not skip_bad:
             i = undecodable[0]
             raise DataFormatError(
-                paths[i], read_image_file(paths[i])[1] + f" (used on {pairs_path}:{first_line.get(ids[i], '?')})",
+                paths[i],
+                read_image_file(paths[i])[1] + f" (used on {pairs_path}:{first_line.get(ids[i], '?')})",
                 f"replace the file or {SKIP_HINT}",
             )
         no_face = np.flatnonzero(failed == 1)
         drop = set(undecodable)
         policy = self.options.get("no_face", "mean_landmarks")
         for i in no_face:
-            why = "no face found by YuNet; " + ("pairs left out (no_face=drop)" if policy == "drop" else "aligned with the set's mean landmarks")
+            why = "no face found by YuNet; " + (
+                "pairs left out (no_face=drop)"
+                if policy == "drop"
+                else "aligned with the set's mean landmarks"
+            )
             skipped.append(Skipped("face", ids[i], why))
             if policy == "drop":
                 drop.add(int(i))
         for i in undecodable:
-            skipped.append(Skipped("image", str(paths[i]), read_image_file(paths[i])[1] + "; its pairs are left out"))
-        a, b, gen, fold = (np.array(x) for x in zip(*keep_rows, strict=True)) if keep_rows else (np.zeros(0),) * 4
+            skipped.append(
+                Skipped("image", str(paths[i]), read_image_file(paths[i])[1] + "; its pairs are left out")
+            )
+        a, b, gen, fold = (
+            (np.array(x) for x in zip(*keep_rows, strict=True)) if keep_rows else (np.zeros(0),) * 4
+        )
         if drop:
             bad = np.isin(a, list(drop)) | np.isin(b, list(drop))
             for k in np.flatnonzero(bad):
-                skipped.append(Skipped("pair", f"{ids[a[k]]} vs {ids[b[k]]}", "an image of the pair has no usable face"))
+                skipped.append(
+                    Skipped("pair", f"{ids[a[k]]} vs {ids[b[k]]}", "an image of the pair has no usable face")
+                )
             a, b, gen, fold = a[~bad], b[~bad], gen[~bad], fold[~bad]
             if not len(a):
                 raise DataFormatError(
-                    pairs_path, f"every pair was left out ({len(drop)} image(s) unusable: undecodable or no_face=drop)",
+                    pairs_path,
+                    f"every pair was left out ({len(drop)} image(s) unusable: undecodable or no_face=drop)",
                     "restore the images: nothing is left to evaluate",
                 )
         faces = FaceSet(
             ids=[f"lfw/{i}" for i in ids],
             loader=lambda i: crops[i],
             # Measured landmarks only (NaN where no face was found; the crop used the set's mean landmarks).
-            meta={"det_score": det_score, "landmarks": np.where((failed == 0)[:, None, None], landmarks, np.nan)},
+            meta={
+                "det_score": det_score,
+                "landmarks": np.where((failed == 0)[:, None, None], landmarks, np.nan),
+            },
         )
         return LoadedDataset(
             name="lfw",
@@ -240,10 +282,15 @@ class LFWFolder(Dataset):
             fingerprint=fingerprint,
             aligned=False,
             skipped=skipped,
-            info={"no_face": int(len(no_face)), "alignment_failure_rate": float(len(no_face) / max(len(ids), 1))},
+            info={
+                "no_face": int(len(no_face)),
+                "alignment_failure_rate": float(len(no_face) / max(len(ids), 1)),
+            },
         )
 
-    def _aligned(self, paths: list[Path], fingerprint: str, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _aligned(
+        self, paths: list[Path], fingerprint: str, progress: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Aligned crops of every image (cached on disk per fingerprint): crops, det_score, landmarks, failed
         (0 = ok, 1 = no face, 2 = undecodable)."""
         cache_root = Path(self.cache_dir or default_cache_dir())
@@ -271,7 +318,15 @@ class LFWFolder(Dataset):
 
             workers = int(self.options.get("workers", 2))
             with ThreadPoolExecutor(max(workers, 1)) as pool:
-                list(tqdm(pool.map(work, range(n)), total=n, desc="lfw: align (YuNet)", unit="img", disable=not progress))
+                list(
+                    tqdm(
+                        pool.map(work, range(n)),
+                        total=n,
+                        desc="lfw: align (YuNet)",
+                        unit="img",
+                        disable=not progress,
+                    )
+                )
             ok = failed == 0
             if (~ok).any() and ok.any():
                 mean_lm = landmarks[ok].mean(axis=0)
@@ -282,7 +337,9 @@ class LFWFolder(Dataset):
 
         # Memory-mapped, verified on every read (shape, dtype, checksums), rebuilt when damaged, safe
         # under concurrent runs (built in a private folder, published by one rename).
-        crops, meta = cached_crops(cache_root / "v1" / "aligned" / f"lfw-{fingerprint}", (n, 112, 112, 3), compute)
+        crops, meta = cached_crops(
+            cache_root / "v1" / "aligned" / f"lfw-{fingerprint}", (n, 112, 112, 3), compute
+        )
         return crops, meta["det_score"], meta["landmarks"], meta["failed"]
 
 

@@ -69,15 +69,43 @@ PAIRS_CARD = Card(
     normalisation="aligned=auto: 112x112 images used as aligned, others aligned on the fly (YuNet or MTCNN)",
     takes_argument=True,
     options=(
-        Option("pairs_file", None, "the pairs file, relative to the root (default pairs.csv / pairs.tsv)", parse=_optional_str),
-        Option("images", None, "folder of the images, relative to the pairs file's folder (default: that folder)", parse=_optional_str),
-        Option("column_a", None, "header of the first image column (default image_a; else columns by position)", parse=_optional_str),
+        Option(
+            "pairs_file",
+            None,
+            "the pairs file, relative to the root (default pairs.csv / pairs.tsv)",
+            parse=_optional_str,
+        ),
+        Option(
+            "images",
+            None,
+            "folder of the images, relative to the pairs file's folder (default: that folder)",
+            parse=_optional_str,
+        ),
+        Option(
+            "column_a",
+            None,
+            "header of the first image column (default image_a; else columns by position)",
+            parse=_optional_str,
+        ),
         Option("column_b", None, "header of the second image column (default image_b)", parse=_optional_str),
         Option("column_label", "genuine", "header of the genuine/impostor column"),
-        Option("column_fold", None, "header of the fold column (default: 'fold' when present)", parse=_optional_str),
+        Option(
+            "column_fold",
+            None,
+            "header of the fold column (default: 'fold' when present)",
+            parse=_optional_str,
+        ),
         Option("delimiter", None, "field separator (default: detected)", parse=_optional_str),
-        Option("genuine_values", None, "label values meaning genuine (a list or comma string; default: 1, true, same, ...)"),
-        Option("impostor_values", None, "label values meaning impostor (a list or comma string; default: 0, false, diff, ...)"),
+        Option(
+            "genuine_values",
+            None,
+            "label values meaning genuine (a list or comma string; default: 1, true, same, ...)",
+        ),
+        Option(
+            "impostor_values",
+            None,
+            "label values meaning impostor (a list or comma string; default: 0, false, diff, ...)",
+        ),
         aligned_option("auto"),
         DETECTOR_OPTION,
         NO_FACE_OPTION,
@@ -108,7 +136,10 @@ class PairsFile(Dataset):
                 if not self.csv.is_absolute():
                     self.csv = self.root / self.csv
             else:
-                self.csv = next((self.root / f for f in DEFAULT_FILES if (self.root / f).is_file()), self.root / DEFAULT_FILES[0])
+                self.csv = next(
+                    (self.root / f for f in DEFAULT_FILES if (self.root / f).is_file()),
+                    self.root / DEFAULT_FILES[0],
+                )
         images = self.options["images"]
         self.images = (base / Path(images).expanduser()) if images else base
 
@@ -139,19 +170,35 @@ class PairsFile(Dataset):
 
         delimiter = o.get("delimiter")
         if delimiter:
-            delimiter = {"tab": "\t", "\\t": "\t", "space": "whitespace", " ": "whitespace"}.get(delimiter, delimiter)
+            delimiter = {"tab": "\t", "\\t": "\t", "space": "whitespace", " ": "whitespace"}.get(
+                delimiter, delimiter
+            )
         table = read_table(
-            path, required=(col_a, col_b, col_l), optional=(fold_name,), positional=positional, delimiter=delimiter,
-            comments=True, fix=f"name the columns {col_a}, {col_b}, {col_l} in the first line (or set column_a, column_b, column_label)",
+            path,
+            required=(col_a, col_b, col_l),
+            optional=(fold_name,),
+            positional=positional,
+            delimiter=delimiter,
+            comments=True,
+            fix=f"name the columns {col_a}, {col_b}, {col_l} in the first line (or set column_a, column_b, column_label)",
         )
         if col_f and fold_name not in table.columns:
-            raise DataFormatError(path, f"has no fold column {col_f!r} (columns: {', '.join(table.columns)})", "fix column_fold", 1)
+            raise DataFormatError(
+                path,
+                f"has no fold column {col_f!r} (columns: {', '.join(table.columns)})",
+                "fix column_fold",
+                1,
+            )
         if not len(table):
-            raise DataFormatError(path, "has a header but no pairs", f"add one row per pair: {col_a}, {col_b}, {col_l}")
+            raise DataFormatError(
+                path, "has a header but no pairs", f"add one row per pair: {col_a}, {col_b}, {col_l}"
+            )
         genuine_set = label_set(o.get("genuine_values"), GENUINE_WORDS)
         impostor_set = label_set(o.get("impostor_values"), IMPOSTOR_WORDS)
         if genuine_set & impostor_set:
-            raise FiqaError(f"pairs: values {sorted(genuine_set & impostor_set)} are both genuine and impostor labels.")
+            raise FiqaError(
+                f"pairs: values {sorted(genuine_set & impostor_set)} are both genuine and impostor labels."
+            )
         a, b = table.columns[col_a.lower()], table.columns[col_b.lower()]
         labels = table.columns[col_l.lower()]
         folds = table.columns.get(fold_name)
@@ -175,14 +222,24 @@ class PairsFile(Dataset):
         ok = check_pair_list(norm(a[rows]), norm(b[rows]), genuine[rows], table.lines[rows], path, policy)
         rows = rows[ok]
         out = [
-            (int(table.lines[i]), str(a[i]), str(b[i]), bool(genuine[i]), str(folds[i]) if folds is not None else None)
+            (
+                int(table.lines[i]),
+                str(a[i]),
+                str(b[i]),
+                bool(genuine[i]),
+                str(folds[i]) if folds is not None else None,
+            )
             for i in rows
         ]
         return out, policy.skipped
 
     def load(self, *, skip_bad: bool = False, progress: bool = True) -> LoadedDataset:
         if not self.csv.is_file():
-            raise MissingDataError("pairs", self.csv, "Pass the pairs file: pairs:/path/pairs.csv, or root=FOLDER with pairs_file=NAME.")
+            raise MissingDataError(
+                "pairs",
+                self.csv,
+                "Pass the pairs file: pairs:/path/pairs.csv, or root=FOLDER with pairs_file=NAME.",
+            )
         if not self.images.is_dir():
             raise MissingDataError("pairs", self.images, "Point images=DIR at the folder holding the images.")
         aligned = self.options["aligned"]
@@ -198,14 +255,26 @@ class PairsFile(Dataset):
         except (TypeError, ValueError):
             raise FiqaError("pairs: option workers must be an integer.") from None
         prepared = prepare_faces(
-            "pairs", got.table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
-            detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
+            "pairs",
+            got.table,
+            aligned=aligned,
+            skip_bad=skip_bad,
+            progress=progress,
+            workers=workers,
+            detector=str(self.options.get("detector", "yunet")),
+            no_face=str(self.options.get("no_face", "mean_landmarks")),
             cache_dir=self.cache_dir,
         )
         state = "aligned" if prepared.aligned else f"aligned on the fly with {prepared.info.get('detector')}"
         n_folds = len(set(folds)) if folds else 0
         return assemble(
-            "pairs", prepared, got.a, got.b, got.genuine, got.fold, got.where,
+            "pairs",
+            prepared,
+            got.a,
+            got.b,
+            got.genuine,
+            got.fold,
+            got.where,
             source=f"pairs file {self.csv} (images in {self.images}, {state}, {n_folds} fold(s))",
             fingerprint=hashlib.sha256((prepared.fingerprint + str(self.csv.name)).encode()).hexdigest()[:16],
             skipped=skipped,
@@ -226,7 +295,9 @@ def _fold_index(path: Path, rows: list[tuple[int, str, str, bool, str | None]]) 
         order = sorted(distinct, key=str)
     if len(order) > 1000:
         bad = rows[0][0]
-        raise DataFormatError(path, f"the fold column has {len(order)} distinct values", "check column_fold", bad)
+        raise DataFormatError(
+            path, f"the fold column has {len(order)} distinct values", "check column_fold", bad
+        )
     rank = {v: i for i, v in enumerate(order)}
     return [rank[v] for v in values]
 

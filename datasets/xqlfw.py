@@ -89,7 +89,13 @@ def _pair(tokens: list[str]) -> tuple[str, int, str, int, bool]:
         name = _name(tokens[0], tokens[1])
         row = (name, _number(tokens[1]), name, _number(tokens[2]), True)
     elif len(tokens) == 4:
-        row = (_name(tokens[0], tokens[1]), _number(tokens[1]), _name(tokens[2], tokens[3]), _number(tokens[3]), False)
+        row = (
+            _name(tokens[0], tokens[1]),
+            _number(tokens[1]),
+            _name(tokens[2], tokens[3]),
+            _number(tokens[3]),
+            False,
+        )
     else:
         raise ValueError("token count")
     if row[1] < 1 or row[3] < 1:
@@ -120,8 +126,10 @@ def parse_pairs(path: Path, skip_bad: bool = False) -> tuple[list[Row], str, lis
         nf, per = folds_per
         if len(body) != nf * 2 * per:
             raise DataFormatError(
-                path, f"header promises {nf} folds x 2 x {per} = {nf * 2 * per} pairs but the file has {len(body)} pair lines",
-                "use an unmodified pairs file or fix the header", head_no,
+                path,
+                f"header promises {nf} folds x 2 x {per} = {nf * 2 * per} pairs but the file has {len(body)} pair lines",
+                "use an unmodified pairs file or fix the header",
+                head_no,
             )
         fold = np.arange(len(body)) // (2 * per)
         how = f"{nf} folds from the header"
@@ -136,14 +144,15 @@ def parse_pairs(path: Path, skip_bad: bool = False) -> tuple[list[Row], str, lis
         except ValueError as exc:
             why = f"cannot parse {line!r} (expected 'name n1 n2' or 'name1 n1 name2 n2' with 1-based numbers)"
             if not skip_bad:
-                raise DataFormatError(path, why, f"repair or remove the line, or {SKIP_HINT}", lineno) from exc
+                raise DataFormatError(
+                    path, why, f"repair or remove the line, or {SKIP_HINT}", lineno
+                ) from exc
             skipped.append(Skipped("pair", f"{path}:{lineno}", why))
     return rows, how, skipped
 
 
 class XQLFW(Dataset):
     card = XQLFW_CARD
-
 
     def folder(self) -> Path:
         for d in (self.root / "xqlfw", self.root):
@@ -168,7 +177,9 @@ class XQLFW(Dataset):
         for p in (pairs_path, images):
             if not p.exists():
                 raise MissingDataError(
-                    "xqlfw", p, f"Put {IMAGES}/<Name>/<Name>_NNNN.jpg and {PAIRS} in {self.root / 'xqlfw'} "
+                    "xqlfw",
+                    p,
+                    f"Put {IMAGES}/<Name>/<Name>_NNNN.jpg and {PAIRS} in {self.root / 'xqlfw'} "
                     "(set the data root with --data-root or FIQA_BENCH_DATA).",
                 )
         aligned = parse_aligned(self.options.get("aligned", True), "xqlfw")
@@ -183,13 +194,29 @@ class XQLFW(Dataset):
             raise FiqaError("xqlfw: option workers must be an integer.") from None
         cache_dir = self.cache_dir
         prepared = prepare_faces(
-            "xqlfw", got.table, aligned=aligned, skip_bad=skip_bad, progress=progress, workers=workers,
-            detector=str(self.options.get("detector", "yunet")), no_face=str(self.options.get("no_face", "mean_landmarks")),
+            "xqlfw",
+            got.table,
+            aligned=aligned,
+            skip_bad=skip_bad,
+            progress=progress,
+            workers=workers,
+            detector=str(self.options.get("detector", "yunet")),
+            no_face=str(self.options.get("no_face", "mean_landmarks")),
             cache_dir=cache_dir,
         )
-        state = "aligned release" if prepared.aligned else f"aligned on the fly with {prepared.info.get('detector')}"
+        state = (
+            "aligned release"
+            if prepared.aligned
+            else f"aligned on the fly with {prepared.info.get('detector')}"
+        )
         return assemble(
-            "xqlfw", prepared, got.a, got.b, got.genuine, got.fold, got.where,
+            "xqlfw",
+            prepared,
+            got.a,
+            got.b,
+            got.genuine,
+            got.fold,
+            got.where,
             source=f"XQLFW folder {d} ({IMAGES}/ + {PAIRS}, {how}, {state})",
             fingerprint=prepared.fingerprint + "-" + _text_digest(pairs_path),
             skipped=skipped,

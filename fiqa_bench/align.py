@@ -78,7 +78,9 @@ def fallback_landmarks(shape: tuple[int, ...], mean_relative: np.ndarray | None)
     if mean_relative is not None:
         return (mean_relative * np.array([w, h], np.float32)).astype(np.float32)
     side = min(h, w)
-    return (ARCFACE_TEMPLATE * (side / 112.0) + np.array([(w - side) / 2, (h - side) / 2], np.float32)).astype(np.float32)
+    return (
+        ARCFACE_TEMPLATE * (side / 112.0) + np.array([(w - side) / 2, (h - side) / 2], np.float32)
+    ).astype(np.float32)
 
 
 @dataclass
@@ -244,7 +246,9 @@ def align_folder(
     if not src_p.is_dir():
         raise FiqaError(f"{src_p}: source folder does not exist. Pass the folder holding the face images.")
     if src_p.resolve() == dst_p.resolve():
-        raise FiqaError(f"{dst_p}: destination is the source folder; choose a new folder so the originals are kept.")
+        raise FiqaError(
+            f"{dst_p}: destination is the source folder; choose a new folder so the originals are kept."
+        )
     if no_face not in ("mean", "skip"):
         raise FiqaError(f"--no-face {no_face!r}: use 'mean' (align with the mean landmarks) or 'skip'.")
     det = make_detector(detector) if isinstance(detector, str) else detector
@@ -252,7 +256,9 @@ def align_folder(
     if not paths:
         raise FiqaError(f"{src_p}: no images found ({', '.join(sorted(IMAGE_EXTENSIONS))}).")
     log_p = Path(log_path) if log_path else dst_p / "align_log.csv"
-    fix = "replace or remove the file, or pass --skip-bad (skip_bad=True) to leave it out (counted and logged)"
+    fix = (
+        "replace or remove the file, or pass --skip-bad (skip_bad=True) to leave it out (counted and logged)"
+    )
     if not skip_bad:
         for p in paths:
             why = sniff_image_file(p)
@@ -297,7 +303,11 @@ def align_folder(
         if no_face == "mean":
             rgb = read_rgb(paths[i])
             if rgb is not None:
-                write_rgb(out_path(i), warp_to_template(rgb, fallback_landmarks(rgb.shape, mean_rel), size), jpeg_quality)
+                write_rgb(
+                    out_path(i),
+                    warp_to_template(rgb, fallback_landmarks(rgb.shape, mean_rel), size),
+                    jpeg_quality,
+                )
                 action = "written, aligned with the mean landmarks of the detected faces"
         rows.append((rel, "no_face", action))
     log_p.parent.mkdir(parents=True, exist_ok=True)
@@ -325,17 +335,24 @@ def align_folder(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="folder of face images (searched recursively)")
     parser.add_argument("dst", help="output folder: aligned 112x112 faces under the same relative paths")
-    parser.add_argument("--detector", default="yunet", choices=DETECTORS, help="landmark detector (default: yunet)")
+    parser.add_argument(
+        "--detector", default="yunet", choices=DETECTORS, help="landmark detector (default: yunet)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="threads (default: 2)")
     parser.add_argument(
-        "--no-face", default="mean", choices=("mean", "skip"),
+        "--no-face",
+        default="mean",
+        choices=("mean", "skip"),
         help="images with no detected face: 'mean' aligns them with the mean landmarks (default), 'skip' leaves them out; both are logged",
     )
-    parser.add_argument("--log", help="CSV log of images with no face or undecodable (default: DST/align_log.csv)")
+    parser.add_argument(
+        "--log", help="CSV log of images with no face or undecodable (default: DST/align_log.csv)"
+    )
     parser.add_argument("--jpeg-quality", type=int, default=95, help="quality of JPEG outputs (default: 95)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--skip-bad", action="store_true",
+        "--skip-bad",
+        action="store_true",
         help="leave out empty or undecodable images (counted and logged) instead of stopping at the first",
     )
 

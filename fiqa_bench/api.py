@@ -68,12 +68,19 @@ def get_method(
     if isinstance(fr_model, str):
         fr_model = get_fr_model(fr_model, weights_dir=weights_dir, device=device)
     return build_method(
-        name, options, fr_model=fr_model, weights=weights, weights_dir=weights_dir, device=device,
+        name,
+        options,
+        fr_model=fr_model,
+        weights=weights,
+        weights_dir=weights_dir,
+        device=device,
         batch_size=batch_size,
     )
 
 
-def get_dataset(name: str, root: PathLike | None = None, *, cache_dir: PathLike | None = None, **options: Any) -> Dataset:
+def get_dataset(
+    name: str, root: PathLike | None = None, *, cache_dir: PathLike | None = None, **options: Any
+) -> Dataset:
     """A dataset by registry name, located under the data root (``root``, $FIQA_BENCH_DATA or default)."""
     return build_dataset(name, options, root=root, cache_dir=cache_dir)
 
@@ -107,7 +114,11 @@ def run(
     from .config import RunParams
     from .pipeline import RunConfig, run_pipeline
 
-    return run_pipeline(RunConfig.from_params(RunParams.from_keywords(methods=methods, models=models, datasets=datasets, **params)))
+    return run_pipeline(
+        RunConfig.from_params(
+            RunParams.from_keywords(methods=methods, models=models, datasets=datasets, **params)
+        )
+    )
 
 
 def evaluate(
@@ -125,4 +136,6 @@ def evaluate(
     progress) go to :func:`fiqa_bench.precomputed.evaluate_files`."""
     from .precomputed import evaluate_files
 
-    return evaluate_files(comparisons, qualities, fmr=fmr, out=Path(out) if out else None, report=report, **kwargs)
+    return evaluate_files(
+        comparisons, qualities, fmr=fmr, out=Path(out) if out else None, report=report, **kwargs
+    )

@@ -13,11 +13,36 @@ from .errors import FiqaError
 
 # Subcommands that live in other modules: name -> (module, add_arguments, main, help).
 EXTERNAL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "evaluate": ("fiqa_bench.precomputed", "add_arguments", "main", "ERC/EDC tables from precomputed comparison and quality files"),
-    "report": ("fiqa_bench.reports.cli", "add_report_arguments", "report_main", "rebuild every report artefact from a results folder"),
-    "compare": ("fiqa_bench.reports.cli", "add_compare_arguments", "compare_main", "paired bootstrap test between two methods"),
-    "align": ("fiqa_bench.align", "add_arguments", "main", "detect 5 landmarks and warp faces to the 112x112 ArcFace template"),
-    "pack": ("fiqa_bench.training.pack", "add_arguments", "main", "pack an identity-per-folder image tree into train.rec/train.idx"),
+    "evaluate": (
+        "fiqa_bench.precomputed",
+        "add_arguments",
+        "main",
+        "ERC/EDC tables from precomputed comparison and quality files",
+    ),
+    "report": (
+        "fiqa_bench.reports.cli",
+        "add_report_arguments",
+        "report_main",
+        "rebuild every report artefact from a results folder",
+    ),
+    "compare": (
+        "fiqa_bench.reports.cli",
+        "add_compare_arguments",
+        "compare_main",
+        "paired bootstrap test between two methods",
+    ),
+    "align": (
+        "fiqa_bench.align",
+        "add_arguments",
+        "main",
+        "detect 5 landmarks and warp faces to the 112x112 ArcFace template",
+    ),
+    "pack": (
+        "fiqa_bench.training.pack",
+        "add_arguments",
+        "main",
+        "pack an identity-per-folder image tree into train.rec/train.idx",
+    ),
     "train": ("fiqa_bench.training.train", "add_arguments", "main", "train CR-FIQA (python or torchrun)"),
 }
 
@@ -46,24 +71,36 @@ def _print_table(results: object) -> None:
 
     shown = results.assign(
         protocol=variant_column(results),  # protocol + parameters (e.g. each discard limit)
-        fmr=[f"{f:g}" if f == f else "-" for f in results["fmr"].astype(float)],  # '-': EDC from a starting error
+        fmr=[
+            f"{f:g}" if f == f else "-" for f in results["fmr"].astype(float)
+        ],  # '-': EDC from a starting error
     )
     areas = shown[shown["method"].notna() & shown["auc"].notna()]
-    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4f}".format
+    ):
         if len(areas):
-            table = areas.pivot_table(index="method", columns=["dataset", "fr_model", "protocol", "fmr"], values="auc",
-                                      aggfunc="first")
+            table = areas.pivot_table(
+                index="method",
+                columns=["dataset", "fr_model", "protocol", "fmr"],
+                values="auc",
+                aggfunc="first",
+            )
             print("AUC / pAUC per protocol (lower is better; the report names each protocol's rule):")
             print(table.to_string())
     if "accuracy" in results.columns:
         for rec in results[results["accuracy"].notna()].to_dict("records"):
             scores = rec.get("scores") if isinstance(rec.get("scores"), str) else "embeddings"
-            print(f"{rec['protocol']} ({rec['dataset']}, {rec['fr_model']}, {scores}): "
-                  f"{100 * rec['accuracy']:.2f}% ± {100 * rec.get('accuracy_std', float('nan')):.2f}")
+            print(
+                f"{rec['protocol']} ({rec['dataset']}, {rec['fr_model']}, {scores}): "
+                f"{100 * rec['accuracy']:.2f}% ± {100 * rec.get('accuracy_std', float('nan')):.2f}"
+            )
 
 
 def _add_list_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", default="all", choices=["all", "methods", "models", "datasets", "protocols"])
+    p.add_argument(
+        "what", nargs="?", default="all", choices=["all", "methods", "models", "datasets", "protocols"]
+    )
     p.add_argument("--data-root", help="folder holding the datasets")
     p.add_argument("--weights-dir", help="folder holding weight files")
 
@@ -113,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     if args.command is None:
         args = parser.parse_args(["run", *(argv or [])])
     from .cache import Terminated, terminate_as_interrupt

@@ -51,19 +51,22 @@ class RunParams:
     datasets: str | Sequence[str] | None = param(None, "comma list of datasets or 'all' (default: demo)")
     fmr: str | Sequence[float] | None = param(None, "comma list of FMR targets (default: 1e-3,1e-4)")
     protocols: str | Sequence[str] | None = param(
-        None, "comma list of evaluation protocols or 'all' (default: the core's default set; an unknown name "
-        "lists the known ones)"
+        None,
+        "comma list of evaluation protocols or 'all' (default: the core's default set; an unknown name "
+        "lists the known ones)",
     )
     discard_limit: str | float | Sequence[float] | None = param(
         None, "EDC pAUC discard limit(s), comma list, e.g. 0.2,0.3 (default: 0.2)"
     )
     starting_error: str | float | Sequence[float] | None = param(
-        None, "EDC starting error(s), comma list (Schlett: threshold = quantile of the genuine scores; score < t "
-        "is an error); default: the threshold comes from each FMR target"
+        None,
+        "EDC starting error(s), comma list (Schlett: threshold = quantile of the genuine scores; score < t "
+        "is an error); default: the threshold comes from each FMR target",
     )
     quality_scale: str | None = param(
-        None, "none, minmax or rank: image qualities mapped to integers 0..100 before pair quality "
-        "(ISO/IEC 29794-1 practice; default none)"
+        None,
+        "none, minmax or rank: image qualities mapped to integers 0..100 before pair quality "
+        "(ISO/IEC 29794-1 practice; default none)",
     )
     out: PathLike | None = param(None, "results folder (default: ./fiqa-results)")
     device: str = param("auto", "auto, cpu, cuda or cuda:N (default: auto)")

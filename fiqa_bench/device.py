@@ -18,7 +18,9 @@ def resolve_device(device: str | None = "auto") -> str:
         import torch
 
         if not torch.cuda.is_available():
-            raise FiqaError(f"--device {device}: CUDA is not available on this machine. Use --device cpu or auto.")
+            raise FiqaError(
+                f"--device {device}: CUDA is not available on this machine. Use --device cpu or auto."
+            )
         return device
     if device != "cpu":
         raise FiqaError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N.")

@@ -237,7 +237,9 @@ def score_shard(
         data = load_dataset(config, ds_name, cache, progress=False)
         if env.rank == 0:
             _barrier(env)
-        producers = list(make_producers(plugins.models, plugins.methods, config.protocols.needs_flip_sum).values())
+        producers = list(
+            make_producers(plugins.models, plugins.methods, config.protocols.needs_flip_sum).values()
+        )
         subset = shard_indices(len(data.faces), config.batch_size, env.rank, env.world, shard)
         todo = subset[_missing_positions(data, producers, cache, subset)]
         t0 = time.perf_counter()
@@ -401,7 +403,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"fiqa-bench distributed: {what}; finished work is cached and a rerun resumes from it.", file=sys.stderr)
+        print(
+            f"fiqa-bench distributed: {what}; finished work is cached and a rerun resumes from it.",
+            file=sys.stderr,
+        )
         return 143 if isinstance(exc, Terminated) else 130
 
 

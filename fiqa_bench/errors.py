@@ -59,7 +59,9 @@ class CheckpointError(FiqaError, ValueError):
 
 class MissingDependencyError(FiqaError, ImportError):
     def __init__(self, what: str, package: str, install: str) -> None:
-        super().__init__(f"{what} needs the Python package {package!r}, which is not installed. Install it: {install}")
+        super().__init__(
+            f"{what} needs the Python package {package!r}, which is not installed. Install it: {install}"
+        )
 
 
 class BrokenDependencyError(FiqaError, ImportError):
@@ -68,8 +70,14 @@ class BrokenDependencyError(FiqaError, ImportError):
     def __init__(self, what: str, package: str, exc: BaseException) -> None:
         missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        fix = f"install its missing dependency: pip install {missing}" if missing else f"reinstall it: pip install --force-reinstall {package}"
-        super().__init__(f"{what}: the Python package {package!r} is installed but fails to import ({first}). Fix: {fix}")
+        fix = (
+            f"install its missing dependency: pip install {missing}"
+            if missing
+            else f"reinstall it: pip install --force-reinstall {package}"
+        )
+        super().__init__(
+            f"{what}: the Python package {package!r} is installed but fails to import ({first}). Fix: {fix}"
+        )
 
 
 def import_optional(module: str, what: str, package: str, install: str) -> Any:

@@ -88,7 +88,9 @@ class YuNetDetector:
         h, w = rgb.shape[:2]
         scale = min(1.0, MAX_DETECT_SIDE / max(h, w))
         if scale < 1.0:
-            rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            rgb = cv2.resize(
+                rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
             h, w = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[..., ::-1])
         _, faces = self._detector((w, h)).detect(bgr)
@@ -153,7 +155,9 @@ def warp_to_template(rgb: np.ndarray, landmarks: np.ndarray, size: int = 112) ->
     return cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
-def align(rgb: np.ndarray, detector: YuNetDetector, size: int = 112) -> tuple[np.ndarray | None, Detection | None]:
+def align(
+    rgb: np.ndarray, detector: YuNetDetector, size: int = 112
+) -> tuple[np.ndarray | None, Detection | None]:
     """Detect, pick the main face and warp it to the template; (None, None) when no face is found."""
     det = pick_face(detector.detect(rgb), rgb.shape)
     if det is None:

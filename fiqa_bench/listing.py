@@ -39,7 +39,9 @@ def list_entries(what: str = "all", *, data_root: str | None = None, weights_dir
         lines.append("Quality methods (raw direction flipped so higher = better):")
         for card in METHODS.cards():
             ref = " [reference line, not a method]" if card.reference_line else ""
-            direction = "lower raw = better" if card.score_direction == "lower_better" else "higher raw = better"
+            direction = (
+                "lower raw = better" if card.score_direction == "lower_better" else "higher raw = better"
+            )
             lines.append(f"  {card.name:<20} {card.summary}{ref}")
             lines.append(f"  {'':<20} raw: {direction}; needs: {_needs(card, weights_dir)}")
             lines.extend(_options(card))
@@ -49,7 +51,9 @@ def list_entries(what: str = "all", *, data_root: str | None = None, weights_dir
             dim = f"{card.embedding_size}-D, " if card.embedding_size else ""
             size = f"{card.input_size[0]}x{card.input_size[1]} " if card.input_size else ""
             lines.append(f"  {card.name:<20} {card.summary}")
-            lines.append(f"  {'':<20} {dim}{size}{card.colour} {card.normalisation}; needs: {_needs(card, weights_dir)}")
+            lines.append(
+                f"  {'':<20} {dim}{size}{card.colour} {card.normalisation}; needs: {_needs(card, weights_dir)}"
+            )
             lines.extend(_options(card))
     if what in ("all", "datasets"):
         from .build import build_dataset
@@ -75,7 +79,9 @@ def list_entries(what: str = "all", *, data_root: str | None = None, weights_dir
 
         lines.append("Evaluation protocols (--protocols; default " + ",".join(DEFAULT_PROTOCOLS) + "):")
         for pc in protocol_cards():
-            lines.append(f"  {pc.name:<24} {pc.kind.upper() if pc.kind != 'verification' else 'accuracy'}: {pc.title}")
+            lines.append(
+                f"  {pc.name:<24} {pc.kind.upper() if pc.kind != 'verification' else 'accuracy'}: {pc.title}"
+            )
             lines.append(f"  {'':<24} source: {pc.source}")
     for reg in (METHODS, FR_MODELS, DATASETS):
         for err in reg.plugin_errors:

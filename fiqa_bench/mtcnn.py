@@ -24,9 +24,18 @@ class MTCNNDetector:
 
     name = "mtcnn"
 
-    def __init__(self, device: str = "cpu", min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> None:
-        MTCNN = import_optional("facenet_pytorch", "MTCNN face detector", "facenet-pytorch", INSTALL_HINT).MTCNN
-        self._net: Any = MTCNN(keep_all=True, device=device, min_face_size=min_face_size, thresholds=list(thresholds))
+    def __init__(
+        self,
+        device: str = "cpu",
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+    ) -> None:
+        MTCNN = import_optional(
+            "facenet_pytorch", "MTCNN face detector", "facenet-pytorch", INSTALL_HINT
+        ).MTCNN
+        self._net: Any = MTCNN(
+            keep_all=True, device=device, min_face_size=min_face_size, thresholds=list(thresholds)
+        )
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:

@@ -55,7 +55,9 @@ class RunConfig:
     fmrs: list[float]
     out: Path
     not_available: list[dict[str, str]] = field(default_factory=list)  # entries "all" left out, and why
-    methods_from_all: frozenset[str] = frozenset()  # added by --methods all: skipped, not fatal, where no model fits
+    methods_from_all: frozenset[str] = (
+        frozenset()
+    )  # added by --methods all: skipped, not fatal, where no model fits
     protocols: ProtocolRequest = field(default_factory=ProtocolRequest)  # --protocols, --discard-limit, ...
 
     def __getattr__(self, name: str) -> Any:
@@ -81,9 +83,18 @@ class RunConfig:
         not_available: list[dict[str, str]] = []
         model_names = _expand(p.models, FR_MODELS, DEFAULT_MODELS, p.weights, p.weights_dir, not_available)
         from_all: set[str] = set()
-        method_names = _expand(p.methods, METHODS, DEFAULT_METHODS, p.weights, p.weights_dir, not_available, from_all)
-        dataset_names = _expand(p.datasets, DATASETS, DEFAULT_DATASETS, p.weights, p.weights_dir, not_available,
-                                data_root=p.data_root)
+        method_names = _expand(
+            p.methods, METHODS, DEFAULT_METHODS, p.weights, p.weights_dir, not_available, from_all
+        )
+        dataset_names = _expand(
+            p.datasets,
+            DATASETS,
+            DEFAULT_DATASETS,
+            p.weights,
+            p.weights_dir,
+            not_available,
+            data_root=p.data_root,
+        )
         for name in model_names:
             FR_MODELS.get(name)
         for name in dataset_names:
@@ -99,7 +110,9 @@ class RunConfig:
             out=Path(p.out or DEFAULT_OUT).expanduser(),
             not_available=not_available,
             methods_from_all=frozenset(from_all - set(split_list(p.methods))),
-            protocols=ProtocolRequest.from_user(p.protocols, p.discard_limit, p.starting_error, p.quality_scale),
+            protocols=ProtocolRequest.from_user(
+                p.protocols, p.discard_limit, p.starting_error, p.quality_scale
+            ),
         )
 
     def with_params(self, **changes: Any) -> RunConfig:
@@ -107,8 +120,16 @@ class RunConfig:
         return dataclasses.replace(self, params=dataclasses.replace(self.params, **changes))
 
 
-def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[str, str], weights_dir: Any,
-            not_available: list[dict[str, str]], from_all: set[str] | None = None, data_root: Any = None) -> list[str]:
+def _expand(
+    value: Any,
+    registry: Any,
+    default: Sequence[str],
+    weights: Mapping[str, str],
+    weights_dir: Any,
+    not_available: list[dict[str, str]],
+    from_all: set[str] | None = None,
+    data_root: Any = None,
+) -> list[str]:
     """Comma list -> names; ``all`` = every entry whose requirements are present here (the rest is reported)."""
     names = split_list(value) or list(default)
     out: list[str] = []
@@ -129,8 +150,12 @@ def _expand(value: Any, registry: Any, default: Sequence[str], weights: Mapping[
                 if status is not None and not status.present:
                     not_available.append({"kind": card.kind, "name": card.name, "why": status.detail})
                     continue
-            if missing and not (card.name in weights and all(str(r.what).startswith("weights:") for r in missing)):
-                why = "; ".join(f"{getattr(r, 'what', '')} missing ({getattr(r, 'detail', r)})" for r in missing)
+            if missing and not (
+                card.name in weights and all(str(r.what).startswith("weights:") for r in missing)
+            ):
+                why = "; ".join(
+                    f"{getattr(r, 'what', '')} missing ({getattr(r, 'detail', r)})" for r in missing
+                )
                 not_available.append({"kind": card.kind, "name": card.name, "why": why})
                 continue
             if card.name not in out:
@@ -208,7 +233,9 @@ def fill_producers(
                     whole = len(sel) == len(local)  # keep the (maybe pinned) decoded batch: no copy
                     sub_meta = None if meta is None or whole else {k: v[sel] for k, v in meta.items()}
                     try:
-                        out = np.asarray(p.compute(images if whole else images[sel], meta if whole else sub_meta))
+                        out = np.asarray(
+                            p.compute(images if whole else images[sel], meta if whole else sub_meta)
+                        )
                     except UnsupportedCombinationError as exc:
                         p.error = str(exc)  # reported as not evaluated; the other producers go on
                         mask[:] = False
@@ -284,7 +311,9 @@ def _build_models(config: RunConfig, names: set[str]) -> dict[str, FRModel]:
     return models
 
 
-def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[dict[str, str]]) -> list[BoundMethod]:
+def _build_methods(
+    config: RunConfig, models: dict[str, FRModel], skipped: list[dict[str, str]]
+) -> list[BoundMethod]:
     bound: list[BoundMethod] = []
     unusable: list[str] = []  # named methods that fit none of the run's FR models: all listed, then stop
     for spec in config.methods:
@@ -323,7 +352,9 @@ def _build_methods(config: RunConfig, models: dict[str, FRModel], skipped: list[
             log.warning("not evaluated: %s: %s", spec.label, why)
             continue
         if not built:
-            unusable.append(f"{spec.label}: {errors[0]} Bind one explicitly, e.g. --methods {spec.name}@<fr_model>.")
+            unusable.append(
+                f"{spec.label}: {errors[0]} Bind one explicitly, e.g. --methods {spec.name}@<fr_model>."
+            )
             continue
         for e in errors:
             skipped.append({"kind": "combination", "name": spec.label, "why": e})
@@ -366,12 +397,19 @@ def make_producers(
         width = getattr(model, "embedding_size", None) or model.card.embedding_size
         row_shape = (int(width),) if isinstance(width, int) else None
         producers[f"emb:{name}"] = Producer(
-            name, "embedding", model.fingerprint(), lambda im, meta, m=model: m.embed(im), row_shape=row_shape,
+            name,
+            "embedding",
+            model.fingerprint(),
+            lambda im, meta, m=model: m.embed(im),
+            row_shape=row_shape,
         )
         if flip_sum and getattr(model, "flip_mode", "none") == "none":
             producers[f"mirror:{name}"] = Producer(
-                f"{name}+mirror", "embedding", f"{model.fingerprint()}|mirror",
-                lambda im, meta, m=model: m.embed(np.ascontiguousarray(im[:, :, ::-1])), row_shape=row_shape,
+                f"{name}+mirror",
+                "embedding",
+                f"{model.fingerprint()}|mirror",
+                lambda im, meta, m=model: m.embed(np.ascontiguousarray(im[:, :, ::-1])),
+                row_shape=row_shape,
             )
     for bm in methods:
         if method_kind(bm.method.card) != "image":
@@ -391,7 +429,9 @@ def flip_sum_embeddings(model: FRModel, emb: np.ndarray, mirror: Producer | None
         return emb
     if mode != "none" or mirror is None or mirror.values is None:
         return None
-    return (np.asarray(emb, dtype=np.float32) + np.asarray(mirror.values, dtype=np.float32)).astype(np.float32)
+    return (np.asarray(emb, dtype=np.float32) + np.asarray(mirror.values, dtype=np.float32)).astype(
+        np.float32
+    )
 
 
 @dataclass
@@ -412,12 +452,16 @@ def build_plugins(config: RunConfig) -> Plugins:
     return Plugins(models, methods, not_evaluated)
 
 
-def load_dataset(config: RunConfig, name: str, cache: Cache, *, progress: bool | None = None) -> LoadedDataset:
+def load_dataset(
+    config: RunConfig, name: str, cache: Cache, *, progress: bool | None = None
+) -> LoadedDataset:
     """Step 2: the dataset ``name`` built with its ``--set`` options and loaded. Its fingerprint (the
     cache key of every value computed on it) is made here by the engine: the plug-in's own content
     fingerprint + its card and declared options + the image ids and the pairs, so no plug-in can forget
     one of them."""
-    dataset = build_dataset(name, config.options_for(DATASETS, name), root=config.data_root, cache_dir=cache.root)
+    dataset = build_dataset(
+        name, config.options_for(DATASETS, name), root=config.data_root, cache_dir=cache.root
+    )
     data = dataset.load(skip_bad=config.skip_bad, progress=config.progress if progress is None else progress)
     data.fingerprint = dataset_fingerprint(dataset.declared_fingerprint(), data)
     return data
@@ -448,13 +492,19 @@ def score_dataset(
     (read from the cache, the rest computed and cached). ``fill`` goes to :func:`fill_producers`
     (``indices``/``writer_tag`` for a shard of a distributed run)."""
     producers = make_producers(plugins.models, plugins.methods, config.protocols.needs_flip_sum)
-    kwargs: dict[str, Any] = {"batch_size": config.batch_size, "workers": config.workers, "progress": config.progress}
+    kwargs: dict[str, Any] = {
+        "batch_size": config.batch_size,
+        "workers": config.workers,
+        "progress": config.progress,
+    }
     kwargs.update(fill)
     fill_producers(data, list(producers.values()), cache, **kwargs)
     return producers
 
 
-def image_qualities(bm: BoundMethod, producers: Mapping[str, Producer], data: LoadedDataset) -> np.ndarray | None:
+def image_qualities(
+    bm: BoundMethod, producers: Mapping[str, Producer], data: LoadedDataset
+) -> np.ndarray | None:
     """Oriented per-image (or per-template) quality of an image-level or embeddings method; None when
     the method could not run on this dataset. Raises FiqaError on a non-finite score."""
     if method_kind(bm.method.card) == "embeddings":
@@ -512,7 +562,9 @@ def evaluate_dataset(
             fs = flip_sum_embeddings(plugins.models[model_name], emb, producers.get(f"mirror:{model_name}"))
             if fs is None:
                 why = "flip-summed embeddings need flip_tta none or sum (the model concatenates)"
-                skipped.append({"kind": "protocol", "name": f"flip-sum@{model_name}", "dataset": label, "why": why})
+                skipped.append(
+                    {"kind": "protocol", "name": f"flip-sum@{model_name}", "dataset": label, "why": why}
+                )
             else:
                 fs = template_embeddings(fs, data.templates) if data.templates is not None else fs
                 extra["similarity_flip_sum"] = pair_cosine(fs, pairs.a, pairs.b, device=device)
@@ -523,7 +575,9 @@ def evaluate_dataset(
                 continue
             card = bm.method.card
             if method_kind(card) == "pair":
-                pq = config.protocols.scale(np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64))
+                pq = config.protocols.scale(
+                    np.asarray(bm.method.pair_quality(sim, pairs.genuine), dtype=np.float64)
+                )
             else:
                 q = image_qualities(bm, producers, data)
                 if q is None:
@@ -536,8 +590,16 @@ def evaluate_dataset(
             qualities[bm.spec.label] = pq
             reference[bm.spec.label] = card.reference_line
         rows, curves = evaluate_protocols(
-            sim, pairs.genuine, qualities, config.fmrs, config.protocols, folds=pairs.fold,
-            bootstrap=config.bootstrap, seed=config.seed, progress=config.progress, extra=extra,
+            sim,
+            pairs.genuine,
+            qualities,
+            config.fmrs,
+            config.protocols,
+            folds=pairs.fold,
+            bootstrap=config.bootstrap,
+            seed=config.seed,
+            progress=config.progress,
+            extra=extra,
         )
         for r in rows:
             r.update(dataset=label, fr_model=model_name, reference_line=reference.get(r["method"], False))
@@ -622,8 +684,15 @@ def run_pipeline(config: RunConfig) -> Any:
             all_rows.extend(ev.rows)
             all_curves.append(ev.curves.assign(dataset=ds_name, fr_model=ev.fr_model))
             write_pairs(
-                config.out, ds_name, ev.fr_model, similarity=ev.similarity, genuine=data.pairs.genuine,
-                fold=data.pairs.fold, qualities=ev.qualities, extra=ev.extra, option="--out",
+                config.out,
+                ds_name,
+                ev.fr_model,
+                similarity=ev.similarity,
+                genuine=data.pairs.genuine,
+                fold=data.pairs.fold,
+                qualities=ev.qualities,
+                extra=ev.extra,
+                option="--out",
             )
         timings[f"{ds_name}:evaluate"] = time.perf_counter() - t_eval
         datasets_info[ds_name] = _dataset_info(data)
@@ -653,8 +722,12 @@ def run_pipeline(config: RunConfig) -> Any:
     }
     # Results first (atomically, run.json last), then the report: a report that fails loses no results.
     write_results(
-        config.out, results, curves_df, settings=config.protocols.settings(config.fmrs, config.bootstrap, config.seed),
-        run=provenance, option="--out",
+        config.out,
+        results,
+        curves_df,
+        settings=config.protocols.settings(config.fmrs, config.bootstrap, config.seed),
+        run=provenance,
+        option="--out",
     )
     _echo(
         f"cache: {cache_stats['hits']} values reused, {cache_stats['computed']} computed; "
@@ -675,9 +748,13 @@ def write_report_after_results(out: Path) -> None:
         with writing(out, None, "--out"):  # a disk error names the folder
             write_report(out)
     except FiqaError as exc:
-        raise FiqaError(f"{exc} (the results are saved in {out}; rebuild the report with `fiqa-bench report {out}`)") from exc
+        raise FiqaError(
+            f"{exc} (the results are saved in {out}; rebuild the report with `fiqa-bench report {out}`)"
+        ) from exc
     except Exception:
-        log.error("the report failed; the results are saved in %s: rebuild it with `fiqa-bench report %s`", out, out)
+        log.error(
+            "the report failed; the results are saved in %s: rebuild it with `fiqa-bench report %s`", out, out
+        )
         raise
 
 
@@ -686,4 +763,3 @@ def _version(module: str) -> str | None:
         return __import__(module).__version__
     except Exception:
         return None
-

@@ -57,7 +57,7 @@ FR_MODEL = "precomputed"
 
 
 def parse_quality_spec(spec: PathLike) -> tuple[str, Path, bool]:
-    """"NAME:PATH:lower", "NAME:PATH", "PATH:lower" or "PATH" -> (name, path, lower_is_better)."""
+    """ "NAME:PATH:lower", "NAME:PATH", "PATH:lower" or "PATH" -> (name, path, lower_is_better)."""
     if isinstance(spec, Path):
         return spec.stem, spec, False
     text, lower = str(spec), False
@@ -72,16 +72,29 @@ def parse_quality_spec(spec: PathLike) -> tuple[str, Path, bool]:
     return path.stem, path, lower
 
 
-def _read_table(path: Path, what: str, required: Sequence[str], optional: Sequence[str] = (), positional: Any = None) -> Table:
+def _read_table(
+    path: Path, what: str, required: Sequence[str], optional: Sequence[str] = (), positional: Any = None
+) -> Table:
     """The shared table reader (``fiqa_bench.input_checks.read_table``: any encoding, delimiter sniffed
     from the first line - tab, comma, semicolon, pipe or whitespace - and line-accurate errors)."""
     if not path.is_file():
         raise MissingDataError(what, path, "Check the path.")
-    table = read_table(path, required=required, optional=optional, positional=positional, fix=(
-        f"the header line must name {', '.join(required)}" + (f" (optional: {', '.join(optional)})" if optional else "")
-        + ("; or write headerless 'path score' lines (as CR-FIQA's and SER-FIQ's scripts do) or MagFace "
-           "feature lines 'path f1 ... fN'" if positional is not None else "")
-    ))
+    table = read_table(
+        path,
+        required=required,
+        optional=optional,
+        positional=positional,
+        fix=(
+            f"the header line must name {', '.join(required)}"
+            + (f" (optional: {', '.join(optional)})" if optional else "")
+            + (
+                "; or write headerless 'path score' lines (as CR-FIQA's and SER-FIQ's scripts do) or MagFace "
+                "feature lines 'path f1 ... fN'"
+                if positional is not None
+                else ""
+            )
+        ),
+    )
     if not len(table):
         raise DataFormatError(path, "has a header but no rows", "add one row per line")
     return table
@@ -94,7 +107,12 @@ def _numbers(values: np.ndarray, col: str, path: Path, lines: np.ndarray) -> np.
     bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataFormatError(path, f"{col} {values[i]!r} is not a finite number", f"write a number in column {col}", int(lines[i]))
+        raise DataFormatError(
+            path,
+            f"{col} {values[i]!r} is not a finite number",
+            f"write a number in column {col}",
+            int(lines[i]),
+        )
     return out
 
 
@@ -122,13 +140,20 @@ def read_comparisons(path: PathLike) -> dict[str, Any]:
     genuine, bad = parse_labels(labels, set(GENUINE_WORDS), set(IMPOSTOR_WORDS))
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataFormatError(path, f"genuine {labels[i]!r} is not a label", "write 1/0 (or -1), true/false, yes/no or genuine/impostor", int(lines[i]))
+        raise DataFormatError(
+            path,
+            f"genuine {labels[i]!r} is not a label",
+            "write 1/0 (or -1), true/false, yes/no or genuine/impostor",
+            int(lines[i]),
+        )
     a, b = table.columns["image_a"], table.columns["image_b"]
     check_pair_list(a, b, genuine, lines, path, BadInputs(skip_bad=False, hint=""))
     folds = None
     if "fold" in table.columns:
         _no_empty(table, ("fold",))
-        folds = np.unique(table.columns["fold"].astype(str), return_inverse=True)[1].reshape(-1).astype(np.int64)
+        folds = (
+            np.unique(table.columns["fold"].astype(str), return_inverse=True)[1].reshape(-1).astype(np.int64)
+        )
     return {"a": a, "b": b, "similarity": sim, "genuine": genuine, "fold": folds, "lines": lines}
 
 
@@ -161,17 +186,23 @@ def read_qualities(path: PathLike, lower_is_better: bool = False) -> Any:
     if "quality" in table.columns:
         q = _numbers(table.columns["quality"], "quality", path, lines)
     else:
-        feats = np.stack([_numbers(v, k, path, lines) for k, v in table.columns.items() if k != "image"], axis=1)
+        feats = np.stack(
+            [_numbers(v, k, path, lines) for k, v in table.columns.items() if k != "image"], axis=1
+        )
         q = np.linalg.norm(feats, axis=1)
-        log.info("%s: MagFace feature list (%d values per line): quality = feature magnitude", path, feats.shape[1])
+        log.info(
+            "%s: MagFace feature list (%d values per line): quality = feature magnitude", path, feats.shape[1]
+        )
     images = pd.Series(table.columns["image"])
     dup = images.duplicated().to_numpy()
     if dup.any():
         i = int(np.argmax(dup))
         first = int(lines[int(np.argmax((images == images.iloc[i]).to_numpy()))])
         raise DataFormatError(
-            path, f"image {images.iloc[i]!r} listed twice (first on line {first})",
-            "keep one quality per image (a score file appended to by a second run repeats every image)", int(lines[i]),
+            path,
+            f"image {images.iloc[i]!r} listed twice (first on line {first})",
+            "keep one quality per image (a score file appended to by a second run repeats every image)",
+            int(lines[i]),
         )
     return pd.Series(-q if lower_is_better else q, index=pd.Index(images.to_numpy()))
 
@@ -193,11 +224,15 @@ def _quality_specs(
     lower_names = set() if isinstance(lower_is_better, bool) else {str(n) for n in lower_is_better}
     unknown = lower_names - {s[0] for s in specs}
     if unknown:
-        raise FiqaError(f"lower_is_better names {', '.join(sorted(unknown))}, which is not among the methods {', '.join(s[0] for s in specs)}.")
+        raise FiqaError(
+            f"lower_is_better names {', '.join(sorted(unknown))}, which is not among the methods {', '.join(s[0] for s in specs)}."
+        )
     out, seen = [], {}
     for name, path, lower in specs:
         if name in seen:
-            raise FiqaError(f"two quality files give method name {name!r} ({seen[name]} and {path}). Name them: NAME:PATH.")
+            raise FiqaError(
+                f"two quality files give method name {name!r} ({seen[name]} and {path}). Name them: NAME:PATH."
+            )
         seen[name] = path
         out.append((name, path, lower or lower_is_better is True or name in lower_names))
     return out
@@ -265,7 +300,8 @@ def evaluate_files(
             image = cmp["a"][i] if ia[i] < 0 else cmp["b"][i]
             if not skip_missing:
                 raise DataFormatError(
-                    path, f"no quality for image {image!r} (used on {cmp_path} line {int(cmp['lines'][i])}; "
+                    path,
+                    f"no quality for image {image!r} (used on {cmp_path} line {int(cmp['lines'][i])}; "
                     f"{int(miss.sum())} pair(s) affected)",
                     "add the image, or pass --skip-missing (skip_missing=True) to drop such pairs (they are counted)",
                 )
@@ -276,9 +312,15 @@ def evaluate_files(
     n_dropped = int(n_all - keep.sum())
     if n_dropped:
         per = ", ".join(f"{k}: {v}" for k, v in dropped.items())
-        log.warning("dropped %d of %d pairs with an image missing from a quality file (%s)", n_dropped, n_all, per)
+        log.warning(
+            "dropped %d of %d pairs with an image missing from a quality file (%s)", n_dropped, n_all, per
+        )
     if not keep.any():
-        raise DataFormatError(cmp_path, "no pair left after dropping pairs with missing qualities", "check that the image names match")
+        raise DataFormatError(
+            cmp_path,
+            "no pair left after dropping pairs with missing qualities",
+            "check that the image names match",
+        )
     sim, gen = cmp["similarity"][keep], cmp["genuine"][keep]
     folds = cmp["fold"][keep] if cmp["fold"] is not None else None
     pair_q = {}
@@ -290,25 +332,58 @@ def evaluate_files(
         pair_q[name] = pair_quality_min(vals[ia[keep]], vals[ib[keep]])
     if gen.all() or not gen.any():
         kind = "impostor" if gen.all() else "genuine"
-        raise DataFormatError(cmp_path, f"has no {kind} pairs", "ERC/EDC need genuine and impostor pairs (genuine column 1 and 0)")
+        raise DataFormatError(
+            cmp_path,
+            f"has no {kind} pairs",
+            "ERC/EDC need genuine and impostor pairs (genuine column 1 and 0)",
+        )
     rows, points = evaluate(
-        sim, gen, pair_q, fmrs, folds=folds, bootstrap=bootstrap, seed=seed, discard_limits=limits,
-        normalised=normalised, progress=progress, protocols=protocol_list, starting_error=starting,
+        sim,
+        gen,
+        pair_q,
+        fmrs,
+        folds=folds,
+        bootstrap=bootstrap,
+        seed=seed,
+        discard_limits=limits,
+        normalised=normalised,
+        progress=progress,
+        protocols=protocol_list,
+        starting_error=starting,
     )
     drop_note = f"{n_dropped} of {n_all} pairs dropped (image without quality)" if n_dropped else ""
     for r in rows:
-        r.update(dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped, quality_scale=scale)
+        r.update(
+            dataset=DATASET, fr_model=FR_MODEL, reference_line=False, n_dropped=n_dropped, quality_scale=scale
+        )
         if drop_note:
             r["note"] = f"{r['note']}; {drop_note}" if r["note"] else drop_note
     front = ["dataset", "fr_model", "method", "protocol", "fmr", "auc"]
     results = pd.DataFrame(rows)
     results = results[front + [c for c in results.columns if c not in front]]
     curves = points.assign(dataset=DATASET, fr_model=FR_MODEL).to_frame()
-    curves = curves[[c for c in ("dataset", "fr_model") if c in curves] + [c for c in curves.columns if c not in ("dataset", "fr_model")]]
+    curves = curves[
+        [c for c in ("dataset", "fr_model") if c in curves]
+        + [c for c in curves.columns if c not in ("dataset", "fr_model")]
+    ]
     if out is not None:
-        request = ProtocolRequest(tuple(protocol_list), tuple(limits), tuple(starting) if starting else None, scale)
-        _write_folder(Path(out), results, curves, sim, gen, folds, pair_q, cmp_path, specs, request.settings(fmrs, bootstrap, seed),
-                      dropped, n_all)
+        request = ProtocolRequest(
+            tuple(protocol_list), tuple(limits), tuple(starting) if starting else None, scale
+        )
+        _write_folder(
+            Path(out),
+            results,
+            curves,
+            sim,
+            gen,
+            folds,
+            pair_q,
+            cmp_path,
+            specs,
+            request.settings(fmrs, bootstrap, seed),
+            dropped,
+            n_all,
+        )
         if report:
             try:
                 from .reports import write_report  # type: ignore[attr-defined]
@@ -328,9 +403,18 @@ def _sha256(path: Path) -> str:
 
 
 def _write_folder(
-    out: Path, results: Any, curves: Any, sim: np.ndarray, gen: np.ndarray, folds: np.ndarray | None,
-    pair_q: dict[str, np.ndarray], cmp_path: Path, specs: list[tuple[str, Path, bool]], settings: EvaluationSettings,
-    dropped: dict[str, int], n_all: int,
+    out: Path,
+    results: Any,
+    curves: Any,
+    sim: np.ndarray,
+    gen: np.ndarray,
+    folds: np.ndarray | None,
+    pair_q: dict[str, np.ndarray],
+    cmp_path: Path,
+    specs: list[tuple[str, Path, bool]],
+    settings: EvaluationSettings,
+    dropped: dict[str, int],
+    n_all: int,
 ) -> None:
     from . import __version__
 
@@ -364,15 +448,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n")[0] if __doc__ else None
     parser.add_argument("comparisons", help="CSV/TSV: image_a,image_b,similarity,genuine[,fold]")
     parser.add_argument(
-        "qualities", nargs="+", metavar="QUALITY_FILE",
+        "qualities",
+        nargs="+",
+        metavar="QUALITY_FILE",
         help="CSV/TSV image,quality per method: PATH, NAME:PATH, and ':lower' at the end if lower = better",
     )
     parser.add_argument("--fmr", help="comma list of FMR targets (default: 1e-3,1e-4)")
     parser.add_argument("--out", help="results folder: results.csv, curves.csv, pairs/, run.json (+ report)")
-    parser.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples for AUC confidence intervals (default 0)")
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="bootstrap resamples for AUC confidence intervals (default 0)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-missing", action="store_true", help="drop pairs whose image has no quality (counted) instead of stopping")
-    parser.add_argument("--lower", action="append", default=[], metavar="NAME", help="method whose quality is lower = better (repeatable)")
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="drop pairs whose image has no quality (counted) instead of stopping",
+    )
+    parser.add_argument(
+        "--lower",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="method whose quality is lower = better (repeatable)",
+    )
     from .evaluation import protocol_names
 
     parser.add_argument(
@@ -381,10 +482,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--discard-limit", default="0.2", help="EDC pAUC limit(s), comma list (default 0.2)")
     parser.add_argument(
-        "--starting-error", help="EDC threshold from Schlett's starting error(s) (linear quantile) instead of --fmr"
+        "--starting-error",
+        help="EDC threshold from Schlett's starting error(s) (linear quantile) instead of --fmr",
     )
     parser.add_argument(
-        "--quality-scale", default="none", help="map image qualities to integers 0..100 first: none, minmax or rank"
+        "--quality-scale",
+        default="none",
+        help="map image qualities to integers 0..100 first: none, minmax or rank",
     )
     parser.add_argument("--normalised", action="store_true", help="EDC pAUC minus the ideal curve's area")
     parser.add_argument("--no-report", action="store_true", help="with --out: tables only, no plots/report")
@@ -395,16 +499,29 @@ def main(args: argparse.Namespace) -> int:
     import pandas as pd
 
     results = evaluate_files(
-        args.comparisons, args.qualities, fmr=args.fmr, out=args.out, report=not args.no_report,
-        skip_missing=args.skip_missing, lower_is_better=args.lower, bootstrap=args.bootstrap, seed=args.seed,
-        discard_limit=args.discard_limit, normalised=args.normalised, progress=not args.quiet,
-        protocols=args.protocols, starting_error=args.starting_error, quality_scale=args.quality_scale,
+        args.comparisons,
+        args.qualities,
+        fmr=args.fmr,
+        out=args.out,
+        report=not args.no_report,
+        skip_missing=args.skip_missing,
+        lower_is_better=args.lower,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        discard_limit=args.discard_limit,
+        normalised=args.normalised,
+        progress=not args.quiet,
+        protocols=args.protocols,
+        starting_error=args.starting_error,
+        quality_scale=args.quality_scale,
     )
     cols = ["method", "protocol", "fmr", "starting_error", "discard_limit", "auc", "accuracy"]
     cols = [c for c in cols if c in results and results[c].notna().any()]
     cols += (["ci_low", "ci_high"] if args.bootstrap else []) + ["error_at_0", "achieved_fmr"]
     order = [c for c in ("protocol", "fmr", "starting_error", "discard_limit", "auc") if c in results]
-    with pd.option_context("display.width", 180, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
+    with pd.option_context(
+        "display.width", 180, "display.max_rows", 500, "display.float_format", "{:.4g}".format
+    ):
         print(results.sort_values(order, kind="mergesort")[cols].to_string(index=False))
     for note in dict.fromkeys(n for n in results["note"] if n):
         print(f"note: {note}")

@@ -43,7 +43,11 @@ def _near(name: str, names: Iterable[str]) -> str:
         return f" (did you mean {close[0]!r}?)"
     everything = [*METHODS.names(), *FR_MODELS.names()]
     close = difflib.get_close_matches(name, everything, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}? it is not in this run: add it to --methods or --models)" if close else ""
+    return (
+        f" (did you mean {close[0]!r}? it is not in this run: add it to --methods or --models)"
+        if close
+        else ""
+    )
 
 
 def _weight_problems(card: Card, label: str, given: str | None, weights_dir: Any) -> list[str]:
@@ -56,7 +60,9 @@ def _weight_problems(card: Card, label: str, given: str | None, weights_dir: Any
             continue
         what = req.what.split(":", 1)
         if what[0] == "weights":
-            out.append(f"{label}: weights file {what[1]} not found: {req.detail}, or pass --weights {card.name}=PATH")
+            out.append(
+                f"{label}: weights file {what[1]} not found: {req.detail}, or pass --weights {card.name}=PATH"
+            )
         else:
             out.append(f"{label}: Python package {what[1]} is missing: {req.detail}")
     return out
@@ -85,7 +91,9 @@ def preflight(
     known |= {METHODS.split(m.name)[0] for m in methods}
     for name in weights:
         if name not in known:
-            problems.append(f"--weights {name}=...: {name!r} is not a method or FR model of this run{_near(name, known)}")
+            problems.append(
+                f"--weights {name}=...: {name!r} is not a method or FR model of this run{_near(name, known)}"
+            )
     for name in models:
         card = FR_MODELS.card(name)
         if not card.takes_argument:
@@ -93,7 +101,9 @@ def preflight(
     for spec in methods:
         card = METHODS.card(spec.name)
         if not card.takes_argument:
-            problems += _weight_problems(card, spec.label, weights.get(spec.label) or weights.get(spec.name), weights_dir)
+            problems += _weight_problems(
+                card, spec.label, weights.get(spec.label) or weights.get(spec.name), weights_dir
+            )
     for name in datasets:
         try:
             status = build_dataset(name, dataset_options.get(name, {}), root=data_root).status()
@@ -104,5 +114,6 @@ def preflight(
             problems.append(f"dataset {name}: {status.detail}")
     if problems:
         items = "\n".join(f"  - {p}" for p in dict.fromkeys(problems))
-        raise FiqaError(f"cannot start the run, {len(dict.fromkeys(problems))} thing(s) missing or wrong (nothing was computed):\n{items}")
-
+        raise FiqaError(
+            f"cannot start the run, {len(dict.fromkeys(problems))} thing(s) missing or wrong (nothing was computed):\n{items}"
+        )

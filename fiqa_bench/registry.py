@@ -246,7 +246,9 @@ def package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def find_weight_file(wf: WeightFile, weights_dir: str | os.PathLike[str] | None = None) -> tuple[Path | None, list[Path]]:
+def find_weight_file(
+    wf: WeightFile, weights_dir: str | os.PathLike[str] | None = None
+) -> tuple[Path | None, list[Path]]:
     """Where ``wf`` is on this machine (or None) and the folders that were searched."""
     searched: list[Path] = []
     if wf.package:
@@ -274,7 +276,9 @@ def resolve_weights(
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise FiqaError(f"{card.name}: weights file {path} does not exist. Pass the path of the checkpoint file.")
+            raise FiqaError(
+                f"{card.name}: weights file {path} does not exist. Pass the path of the checkpoint file."
+            )
         return path
     if not card.weights:
         raise FiqaError(f"{card.name}: this entry declares no weight file; pass weights=PATH.")
@@ -319,10 +323,14 @@ def check_requirements(card: Card, weights_dir: str | os.PathLike[str] | None = 
     reqs: list[Requirement] = []
     for mod in card.python_packages:
         ok = importlib.util.find_spec(mod) is not None
-        reqs.append(Requirement(f"python:{mod}", ok, "" if ok else (card.install_hint or f"pip install {mod}")))
+        reqs.append(
+            Requirement(f"python:{mod}", ok, "" if ok else (card.install_hint or f"pip install {mod}"))
+        )
     for wf in card.weights:
         path, searched = find_weight_file(wf, weights_dir)
-        detail = str(path) if path else f"put {wf.filename} in {weights_dirs(weights_dir)[0]}"  # the user's folder first
+        detail = (
+            str(path) if path else f"put {wf.filename} in {weights_dirs(weights_dir)[0]}"
+        )  # the user's folder first
         reqs.append(Requirement(f"weights:{wf.filename}", path is not None, detail))
     return reqs
 
@@ -397,7 +405,9 @@ class Registry:
                 if callable(obj) and not hasattr(obj, "card"):
                     obj(self)  # a `register(registry)` hook
             except Exception as exc:  # a broken plugin must not break the whole tool
-                self.plugin_errors.append(f"{self.entry_point_group} entry point {ep.name!r} ({ep.value}): {exc}")
+                self.plugin_errors.append(
+                    f"{self.entry_point_group} entry point {ep.name!r} ({ep.value}): {exc}"
+                )
 
     # -- lookup -------------------------------------------------------------------------------
     def _canonical(self, name: str) -> str | None:

@@ -14,8 +14,15 @@ from .evaluation._core import EvaluationError
 from .evaluation.evaluate import normalised_pair_rows
 
 
-def pair_cosine(emb: np.ndarray, a: np.ndarray, b: np.ndarray, device: str = "cpu", *, backend: str | None = None,
-                chunk: int = 1 << 20) -> np.ndarray:
+def pair_cosine(
+    emb: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    device: str = "cpu",
+    *,
+    backend: str | None = None,
+    chunk: int = 1 << 20,
+) -> np.ndarray:
     """Cosine similarity of rows a[i] and b[i] of ``emb``.
 
     ``backend``: "numpy" or "torch"; by default torch on a CUDA ``device``, NumPy otherwise. The

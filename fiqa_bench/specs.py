@@ -53,7 +53,9 @@ def check_set_options(options: Mapping[str, Mapping[str, Any]]) -> None:
         cards = [r.card(base) for r in registries if base in r]
         if not cards:
             names = [n for r in registries for n in r.names()]
-            raise UnknownNameError("method, FR model or dataset (--set)", base, suggest_names(base, names), [])
+            raise UnknownNameError(
+                "method, FR model or dataset (--set)", base, suggest_names(base, names), []
+            )
         declared = {o.name: c for c in cards for o in c.options}
         for key in opts:
             if key not in declared:
@@ -108,6 +110,8 @@ def parse_weights(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, 
     for item in items:
         name, eq, path = item.partition("=")
         if not eq or not name or not path:
-            raise FiqaError(f"--weights {item!r}: expected NAME=PATH, e.g. --weights crfiqa_l=~/w/181952backbone.pth.")
+            raise FiqaError(
+                f"--weights {item!r}: expected NAME=PATH, e.g. --weights crfiqa_l=~/w/181952backbone.pth."
+            )
         out[name] = path
     return out

@@ -150,7 +150,10 @@ CAPABILITIES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     ),
     "embedding_head": (
         "a torch FR model with a dropout-able embedding layer (torch_module.forward_backbone/forward_head)",
-        lambda m: all(callable(getattr(getattr(m, "torch_module", None), a, None)) for a in ("forward_backbone", "forward_head")),
+        lambda m: all(
+            callable(getattr(getattr(m, "torch_module", None), a, None))
+            for a in ("forward_backbone", "forward_head")
+        ),
     ),
     "batchnorm": (
         "a torch FR model with BatchNorm2d layers",
@@ -204,7 +207,9 @@ class FRModel(Plugin, ABC):
     def embed(self, images: np.ndarray) -> np.ndarray:
         """RGB uint8 N x 112 x 112 x 3 -> raw embeddings N x D float32 (not L2-normalised)."""
         images = check_images(images)
-        out = [self._embed_batch(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)]
+        out = [
+            self._embed_batch(images[i : i + self.batch_size]) for i in range(0, len(images), self.batch_size)
+        ]
         if not out:
             return np.zeros((0, self.card.embedding_size or 0), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
@@ -319,7 +324,9 @@ class FaceSet:
         idx = np.asarray(indices, dtype=np.int64)
         return {k: v[idx] for k, v in self.meta.items()}
 
-    def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batches(
+        self, batch_size: int, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
         for s in range(0, len(idx), batch_size):
             chunk = idx[s : s + batch_size]
@@ -429,12 +436,13 @@ class Dataset(Plugin, ABC):
             options = dict(ctx.options)
         self.root = resolve_data_root(root)
         card = getattr(type(self), "card", None)
-        self.options = MappingProxyType(card.resolve_options(options) if isinstance(card, Card) else dict(options))
+        self.options = MappingProxyType(
+            card.resolve_options(options) if isinstance(card, Card) else dict(options)
+        )
 
     def bind(self, ctx: BuildContext) -> None:
         super().bind(ctx)
         self.cache_dir = ctx.cache_dir
-
 
     @abstractmethod
     def status(self) -> DatasetStatus: ...

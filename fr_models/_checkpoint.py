@@ -309,7 +309,9 @@ def match_keys(
         if n > hits:
             best, hits = p, n
     inside = {k[len(best) :]: state[k] for k in keys if k.startswith(best)}
-    unexpected = sorted([k for k in keys if not k.startswith(best)] + [k for k in inside if k not in expected])
+    unexpected = sorted(
+        [k for k in keys if not k.startswith(best)] + [k for k in inside if k not in expected]
+    )
     missing = sorted(k for k in expected if k not in inside and not k.endswith(optional))
     misshaped = sorted(
         f"{k} {tuple(inside[k].shape)} vs {tuple(expected[k].shape)}"
@@ -328,7 +330,9 @@ def match_keys(
     return out
 
 
-def match_layout(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, arch: str, **kwargs: Any) -> dict[str, torch.Tensor]:
+def match_layout(
+    model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str, arch: str, **kwargs: Any
+) -> dict[str, torch.Tensor]:
     """:func:`match_keys` against ``model``'s own state_dict."""
     return match_keys(model.state_dict(), state, source, arch, **kwargs)
 

@@ -130,14 +130,24 @@ FLIP_OPTION = Option(
     choices=("none", "concat", "sum"),
 )
 PRECISION_OPTION = Option(
-    "precision", "fp32", "precision of the forward pass (fp16: CUDA only)", parse=lambda v: str(v).strip().lower(),
+    "precision",
+    "fp32",
+    "precision of the forward pass (fp16: CUDA only)",
+    parse=lambda v: str(v).strip().lower(),
     choices=("fp32", "bf16", "fp16"),
 )
 CHANNELS_LAST_OPTION = Option(
-    "channels_last", True, "channels_last memory layout (speed only; default on)", parse=to_bool, fingerprint=False
+    "channels_last",
+    True,
+    "channels_last memory layout (speed only; default on)",
+    parse=to_bool,
+    fingerprint=False,
 )
 THREADS_OPTION = Option(
-    "threads", None, "ONNX Runtime intra-op threads (speed only; default: its own choice)", parse=_optional_threads,
+    "threads",
+    None,
+    "ONNX Runtime intra-op threads (speed only; default: its own choice)",
+    parse=_optional_threads,
     fingerprint=False,
 )
 TORCH_MODEL_OPTIONS = (FLIP_OPTION, PRECISION_OPTION, CHANNELS_LAST_OPTION)

@@ -63,7 +63,9 @@ def sface(ctx: BuildContext) -> OnnxFRModel:
     path = ctx.weights_file()
     _check_sha(ctx.card, path, explicit=ctx.weights is not None)
     o = ctx.options
-    return OnnxFRModel(ctx.card, path, SFACE_INPUT, device=ctx.device, flip_tta=o["flip_tta"], threads=o["threads"])
+    return OnnxFRModel(
+        ctx.card, path, SFACE_INPUT, device=ctx.device, flip_tta=o["flip_tta"], threads=o["threads"]
+    )
 
 
 ONNX_CARD = Card(
@@ -79,7 +81,9 @@ ONNX_CARD = Card(
     options=(
         Option("colour", "RGB", "channel order the model was trained on: RGB | BGR", parse=parse_colour),
         Option(
-            "normalisation", "arcface", "arcface ((x/255-0.5)/0.5) | unit (x/255) | raw (0..255) | 'MEAN,STD'",
+            "normalisation",
+            "arcface",
+            "arcface ((x/255-0.5)/0.5) | unit (x/255) | raw (0..255) | 'MEAN,STD'",
             parse=parse_normalisation,
         ),
         FLIP_OPTION,

@@ -50,7 +50,9 @@ SFACE_TORCH_CARD = Card(
 
 
 class SFaceTorch(nn.Module):
-    def __init__(self, backbone: nn.Sequential, fc: nn.Linear, features: nn.BatchNorm1d, dropout: float) -> None:
+    def __init__(
+        self, backbone: nn.Sequential, fc: nn.Linear, features: nn.BatchNorm1d, dropout: float
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
@@ -79,9 +81,14 @@ def _conv(node: Any, w: np.ndarray, b: np.ndarray | None) -> nn.Conv2d:
     if pads[:2] != pads[2:]:
         raise CheckpointError(f"SFace ONNX: conv {node.name or node.output[0]} has asymmetric padding {pads}")
     conv = nn.Conv2d(
-        w.shape[1] * int(a.get("group", 1)), w.shape[0], tuple(w.shape[2:]),
-        stride=tuple(a.get("strides", [1, 1])), padding=tuple(pads[:2]),
-        dilation=tuple(a.get("dilations", [1, 1])), groups=int(a.get("group", 1)), bias=b is not None,
+        w.shape[1] * int(a.get("group", 1)),
+        w.shape[0],
+        tuple(w.shape[2:]),
+        stride=tuple(a.get("strides", [1, 1])),
+        padding=tuple(pads[:2]),
+        dilation=tuple(a.get("dilations", [1, 1])),
+        groups=int(a.get("group", 1)),
+        bias=b is not None,
     )
     conv.weight.data = torch.from_numpy(w.copy())
     if b is not None:
@@ -89,7 +96,9 @@ def _conv(node: Any, w: np.ndarray, b: np.ndarray | None) -> nn.Conv2d:
     return conv
 
 
-def _batchnorm(node: Any, params: list[np.ndarray], cls: type[nn.BatchNorm1d] | type[nn.BatchNorm2d]) -> nn.Module:
+def _batchnorm(
+    node: Any, params: list[np.ndarray], cls: type[nn.BatchNorm1d] | type[nn.BatchNorm2d]
+) -> nn.Module:
     gamma, beta, mean, var = (torch.from_numpy(p.copy()) for p in params)
     bn = cls(len(gamma), eps=float(_attrs(node).get("epsilon", 1e-5)))
     bn.weight.data, bn.bias.data = gamma, beta
@@ -105,7 +114,9 @@ def build_sface_torch(path: str | Path) -> SFaceTorch:
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises its own DecodeError types
-        raise CheckpointError(f"{path}: not a readable ONNX file ({type(exc).__name__}); point to face_recognition_sface_2021dec.onnx") from None
+        raise CheckpointError(
+            f"{path}: not a readable ONNX file ({type(exc).__name__}); point to face_recognition_sface_2021dec.onnx"
+        ) from None
     init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     layers: list[nn.Module] = []
     fc: nn.Linear | None = None
@@ -115,7 +126,9 @@ def build_sface_torch(path: str | Path) -> SFaceTorch:
     prev = model.graph.input[0].name
     for node in model.graph.node:
         if node.input[0] != prev:
-            raise CheckpointError(f"{path}: node {node.op_type} {node.output[0]} does not follow the previous one; not the SFace chain")
+            raise CheckpointError(
+                f"{path}: node {node.op_type} {node.output[0]} does not follow the previous one; not the SFace chain"
+            )
         params = [init[i] for i in node.input[1:] if i in init]
         op = node.op_type
         if op in ("Sub", "Mul") and not layers:
@@ -139,12 +152,16 @@ def build_sface_torch(path: str | Path) -> SFaceTorch:
         elif op == "Gemm":
             a = _attrs(node)
             if a.get("transB", 0) != 1 or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
-                raise CheckpointError(f"{path}: Gemm {node.output[0]} with attributes {a} is not a plain linear layer")
+                raise CheckpointError(
+                    f"{path}: Gemm {node.output[0]} with attributes {a} is not a plain linear layer"
+                )
             w, b = params
             fc = nn.Linear(w.shape[1], w.shape[0])
             fc.weight.data, fc.bias.data = torch.from_numpy(w.copy()), torch.from_numpy(b.copy())
         else:
-            raise CheckpointError(f"{path}: operator {op} ({node.output[0]}) is not part of the SFace network; use sface (ONNX Runtime) for this file")
+            raise CheckpointError(
+                f"{path}: operator {op} ({node.output[0]}) is not part of the SFace network; use sface (ONNX Runtime) for this file"
+            )
         prev = node.output[0]
     if scale != {"Sub": SFACE_TORCH_INPUT.mean, "Mul": 1.0 / SFACE_TORCH_INPUT.std}:
         raise CheckpointError(f"{path}: input scaling {scale} differs from SFace's (x - 127.5) * 0.0078125")
@@ -160,6 +177,12 @@ def sface_torch(ctx: BuildContext) -> TorchFRModel:
     path = ctx.weights_file()
     _check_sha(ctx.card, path, explicit=ctx.weights is not None)
     return TorchFRModel(
-        ctx.card, build_sface_torch(path), SFACE_TORCH_INPUT, weights_path=path, device=ctx.device,
-        flip_tta=o["flip_tta"], precision=o["precision"], channels_last=o["channels_last"],
+        ctx.card,
+        build_sface_torch(path),
+        SFACE_TORCH_INPUT,
+        weights_path=path,
+        device=ctx.device,
+        flip_tta=o["flip_tta"],
+        precision=o["precision"],
+        channels_last=o["channels_last"],
     )

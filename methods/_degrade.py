@@ -27,13 +27,17 @@ def blur(image: np.ndarray, strength: float = 4.0) -> np.ndarray:
     """Gaussian blur with sigma = ``strength`` pixels (kernel covers +-3 sigma)."""
     img = _check(image)
     k = 2 * int(np.ceil(3 * strength)) + 1
-    return cv2.GaussianBlur(img, (k, k), sigmaX=float(strength), sigmaY=float(strength), borderType=cv2.BORDER_REFLECT)
+    return cv2.GaussianBlur(
+        img, (k, k), sigmaX=float(strength), sigmaY=float(strength), borderType=cv2.BORDER_REFLECT
+    )
 
 
 def jpeg(image: np.ndarray, strength: float = 5) -> np.ndarray:
     """Re-encode as JPEG with quality ``strength`` (1..100; 5 = heavy blocking)."""
     img = _check(image)
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(strength)])
+    ok, buf = cv2.imencode(
+        ".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(strength)]
+    )
     if not ok:
         raise RuntimeError("OpenCV could not JPEG-encode the image")
     return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
@@ -43,7 +47,9 @@ def downscale(image: np.ndarray, strength: float = 4.0) -> np.ndarray:
     """Downscale by ``strength`` (area averaging), then upscale back (bilinear): lost resolution."""
     img = _check(image)
     h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w / strength)), max(1, round(h / strength))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        img, (max(1, round(w / strength)), max(1, round(h / strength))), interpolation=cv2.INTER_AREA
+    )
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

@@ -20,7 +20,9 @@ def torch_parts(card: Card, fr_model: FRModel | None) -> tuple[nn.Module, Any]:
     missing = missing_capabilities(("torch", *card.needs_capabilities), fr_model)
     if missing:
         name = fr_model.card.name if fr_model is not None else "none"
-        raise UnsupportedCombinationError(f"{card.name} needs {'; '.join(missing)}; FR model {name!r} is not one.")
+        raise UnsupportedCombinationError(
+            f"{card.name} needs {'; '.join(missing)}; FR model {name!r} is not one."
+        )
     assert fr_model is not None
     return fr_model.torch_module, fr_model.preprocess  # type: ignore[attr-defined]
 

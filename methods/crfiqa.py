@@ -36,7 +36,14 @@ CRFIQA_L_CARD = Card(
     normalisation=NORMALISATION,
     score_direction="higher_better",
     weights=(WeightFile("181952backbone.pth", source=SOURCE),),
-    options=(Option("precision", "fp32", "precision of the forward pass (fp16: CUDA only)", choices=("fp32", "bf16", "fp16")),),
+    options=(
+        Option(
+            "precision",
+            "fp32",
+            "precision of the forward pass (fp16: CUDA only)",
+            choices=("fp32", "bf16", "fp16"),
+        ),
+    ),
     notes="iresnet100 + qs, plain state_dict. sha256 not published. " + NOTES,
 )
 
@@ -50,7 +57,14 @@ CRFIQA_S_CARD = Card(
     normalisation=NORMALISATION,
     score_direction="higher_better",
     weights=(WeightFile("32572backbone.pth", source=SOURCE),),
-    options=(Option("precision", "fp32", "precision of the forward pass (fp16: CUDA only)", choices=("fp32", "bf16", "fp16")),),
+    options=(
+        Option(
+            "precision",
+            "fp32",
+            "precision of the forward pass (fp16: CUDA only)",
+            choices=("fp32", "bf16", "fp16"),
+        ),
+    ),
     notes="iresnet50 + qs, plain state_dict. sha256 not published. " + NOTES,
 )
 
@@ -64,7 +78,14 @@ CRFIQA_PATH_CARD = Card(
     normalisation=NORMALISATION,
     score_direction="higher_better",
     takes_argument=True,
-    options=(Option("precision", "fp32", "precision of the forward pass (fp16: CUDA only)", choices=("fp32", "bf16", "fp16")),),
+    options=(
+        Option(
+            "precision",
+            "fp32",
+            "precision of the forward pass (fp16: CUDA only)",
+            choices=("fp32", "bf16", "fp16"),
+        ),
+    ),
     notes=(
         "Depth (18/34/50/100/200) from the layer1..4 block counts, as the crfiqa:PATH FR model. Also the MR-FIQA "
         "/ SynFIQA releases (oufuzhao/MR-FIQA README leaderboard: iResNet50 + qs trained with CR-FIQA on real "
@@ -110,7 +131,10 @@ def crfiqa_method(ctx: BuildContext) -> CrFiqa:
     fr_name = f"crfiqa:{ctx.argument}" if ctx.argument else ctx.card.name
     weights = ctx.weights if ctx.weights is not None else None
     backbone = build_fr_model(
-        fr_name, {"precision": ctx.options["precision"]}, weights=weights, weights_dir=ctx.weights_dir,
+        fr_name,
+        {"precision": ctx.options["precision"]},
+        weights=weights,
+        weights_dir=ctx.weights_dir,
         device=ctx.device,
     )
     for p in backbone.weight_files:

@@ -24,7 +24,13 @@ YUNET_CARD = Card(
     score_direction="higher_better",
     weights=(YUNET_WEIGHTS,),
     exempt_degradations=(),
-    options=(Option("use_meta", True, "use the dataset's own detector score where it has one (false: re-detect on the crop)"),),
+    options=(
+        Option(
+            "use_meta",
+            True,
+            "use the dataset's own detector score where it has one (false: re-detect on the crop)",
+        ),
+    ),
     notes=(
         "Score in [0, 1]. If the dataset aligned the faces itself (meta 'det_score', e.g. the lfw folder "
         "dataset), that score of the ORIGINAL photo is used (0 for photos where no face was found); "

@@ -40,7 +40,12 @@ FACEQAN_CARD = Card(
     needs_fr_model="torch",
     exempt_degradations=(),
     options=(
-        Option("eps", 1e-3, "BIM step and noise amplitude, > 0, in the model's normalised input units", parse=_positive),
+        Option(
+            "eps",
+            1e-3,
+            "BIM step and noise amplitude, > 0, in the model's normalised input units",
+            parse=_positive,
+        ),
         Option("steps", 5, "BIM steps per noisy copy, >= 1", parse=_count),
         Option("copies", 10, "noisy copies per image, >= 1", parse=_count),
         Option("power", 5, "exponent of the product, a positive integer", parse=_count),
@@ -88,10 +93,14 @@ class FaceQan(BaseMethod):
                 x = self.preprocess(images).float()
                 e0 = self._embed(x)
                 symmetry = (e0 * self._embed(x.flip(3))).sum(1)
-                noise = torch.stack([
-                    torch.rand((k, *x.shape[1:]), generator=image_generator(im, seed, x.device), device=x.device)
-                    for im in images
-                ])  # N x k x C x H x W in [0, 1)
+                noise = torch.stack(
+                    [
+                        torch.rand(
+                            (k, *x.shape[1:]), generator=image_generator(im, seed, x.device), device=x.device
+                        )
+                        for im in images
+                    ]
+                )  # N x k x C x H x W in [0, 1)
                 xa = (x.unsqueeze(1) + (2 * noise - 1) * eps).flatten(0, 1)
             ref = e0.repeat_interleave(k, dim=0)
             sims = []

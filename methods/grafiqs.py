@@ -27,7 +27,14 @@ GRAFIQS_CARD = Card(
     needs_fr_model="torch",
     needs_capabilities=("batchnorm",),
     exempt_degradations=(),
-    options=(Option("variant", "image", "gradient w.r.t. the input (image) or a stage output (layer1..layer4)", choices=VARIANTS),),
+    options=(
+        Option(
+            "variant",
+            "image",
+            "gradient w.r.t. the input (image) or a stage output (layer1..layer4)",
+            choices=VARIANTS,
+        ),
+    ),
     notes=(
         "Forward hooks on every BatchNorm2d take the per-channel mean and biased variance of the BN input "
         "for each image; L = mean over BN layers of [MSE(mean, running_mean) + MSE(var, running_var)] "
@@ -50,7 +57,9 @@ class GraFiqs(BaseMethod):
         self.module, self.preprocess = torch_parts(ctx.card, ctx.fr_model)
         variant = ctx.options["variant"]
         if variant != "image" and not hasattr(self.module, variant):
-            raise FiqaError(f"grafiqs: variant {variant!r} needs a model with a stage called {variant}; this one has none. Use variant=image.")
+            raise FiqaError(
+                f"grafiqs: variant {variant!r} needs a model with a stage called {variant}; this one has none. Use variant=image."
+            )
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         import torch
@@ -71,7 +80,9 @@ class GraFiqs(BaseMethod):
         def stage_hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             stage_out.append(output)
 
-        handles = [m.register_forward_hook(bn_hook) for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+        handles = [
+            m.register_forward_hook(bn_hook) for m in module.modules() if isinstance(m, nn.BatchNorm2d)
+        ]
         if variant != "image":
             handles.append(getattr(module, variant).register_forward_hook(stage_hook))
         was_training = module.training

@@ -49,7 +49,14 @@ HEAD_POSE_CARD = Card(
     ),
     score_direction="lower_better",
     exempt_degradations=_ALL,
-    options=(Option("component", "both", "which angle: both (sqrt(yaw^2 + pitch^2)), yaw or pitch", choices=("both", "yaw", "pitch")),),
+    options=(
+        Option(
+            "component",
+            "both",
+            "which angle: both (sqrt(yaw^2 + pitch^2)), yaw or pitch",
+            choices=("both", "yaw", "pitch"),
+        ),
+    ),
     notes=(
         "Similarity-invariant, so aligned crops keep the pose signal (yaw shows as nose offset from the eye "
         "midpoint). No face (the dataset found none, or YuNet scores the crop below 0.6) gets 90 degrees (worst). Option component: both | yaw | "
@@ -88,6 +95,7 @@ def pose_from_landmarks(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class InterEyeDistance(BaseMethod):
     WORST = 0.0  # no face found
+
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
         if meta is None or "landmarks" not in meta:
             raise UnsupportedCombinationError(

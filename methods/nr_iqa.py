@@ -81,7 +81,9 @@ def _restricted_load(path: Path) -> dict[str, list[float]]:
     except (OSError, EOFError, pickle.UnpicklingError) as exc:
         raise FiqaError(f"{path}: unreadable BRISQUE scale file ({exc}). Reinstall: {_INSTALL}") from None
     if not (isinstance(obj, dict) and {"min_", "max_"} <= set(obj)):
-        raise FiqaError(f"{path}: not a BRISQUE scale file (expected a dict with min_ and max_). Reinstall: {_INSTALL}")
+        raise FiqaError(
+            f"{path}: not a BRISQUE scale file (expected a dict with min_ and max_). Reinstall: {_INSTALL}"
+        )
     return obj
 
 
@@ -105,7 +107,9 @@ class SVR:
                 coefs.append(float(parts[0]))
                 rows.append({int(k): float(v) for k, v in (p.split(":") for p in parts[1:])})
         if header.get("svm_type") != "epsilon_svr" or header.get("kernel_type") != "rbf":
-            raise FiqaError(f"{path}: expected a libsvm epsilon_svr model with an rbf kernel, got {header}. Reinstall: {_INSTALL}")
+            raise FiqaError(
+                f"{path}: expected a libsvm epsilon_svr model with an rbf kernel, got {header}. Reinstall: {_INSTALL}"
+            )
         dim = max(max(r) for r in rows)
         self.sv = np.zeros((len(rows), dim))
         for i, r in enumerate(rows):  # libsvm's sparse format: absent index = 0
@@ -162,7 +166,12 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
     lo, hi = 0.05, 20.0
     target = float(np.clip(big_r, _rho(lo) + 1e-12, _rho(hi) - 1e-12))
     a = optimize.brentq(lambda z: _rho(z) - target, lo, hi, xtol=1e-14, rtol=1e-14)
-    mean = (sr - sl) * np.sqrt(special.gamma(1 / a) / special.gamma(3 / a)) * special.gamma(2 / a) / special.gamma(1 / a)
+    mean = (
+        (sr - sl)
+        * np.sqrt(special.gamma(1 / a) / special.gamma(3 / a))
+        * special.gamma(2 / a)
+        / special.gamma(1 / a)
+    )
     return float(a), float(mean), sl, sr
 
 
@@ -221,10 +230,14 @@ def brisque(ctx: BuildContext) -> Brisque:
 
         for wf, p in ((SVM_FILE, svm), (NORM_FILE, norm)):
             if file_fingerprint(p) != wf.sha256:
-                raise FiqaError(f"brisque: {p} is not the published model file (sha256 differs). Reinstall: {_INSTALL}")
+                raise FiqaError(
+                    f"brisque: {p} is not the published model file (sha256 differs). Reinstall: {_INSTALL}"
+                )
     for p in (svm, norm):
         if not p.is_file():
-            raise FiqaError(f"brisque: {p} does not exist. {_INSTALL}, or pass weights=PATH/svm.txt with normalize.pickle beside it.")
+            raise FiqaError(
+                f"brisque: {p} does not exist. {_INSTALL}, or pass weights=PATH/svm.txt with normalize.pickle beside it."
+            )
     ctx.use_weights(svm)
     ctx.use_weights(norm)
     return Brisque(ctx, svm, norm)

@@ -67,9 +67,11 @@ class QualityFace(BaseMethod):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # one line naming the file
-            raise CheckpointError(f"{path}: cannot read the QualityFace checkpoint ({str(exc).splitlines()[0][:160]}).") from None
+            raise CheckpointError(
+                f"{path}: cannot read the QualityFace checkpoint ({str(exc).splitlines()[0][:160]})."
+            ) from None
         prefix = "module.backbone.backbone."
-        feats = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        feats = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         self.features = torchvision.models.mobilenet_v2(weights=None).features
         expected = set(self.features.state_dict())
         feats = {k.removeprefix("features."): v for k, v in feats.items()}
@@ -80,7 +82,9 @@ class QualityFace(BaseMethod):
             )
         self.features.load_state_dict(feats, strict=True)
         self.classify = torch.nn.Linear(1280, 1)
-        self.classify.load_state_dict({"weight": state["module.classify.weight"], "bias": state["module.classify.bias"]}, strict=True)
+        self.classify.load_state_dict(
+            {"weight": state["module.classify.weight"], "bias": state["module.classify.bias"]}, strict=True
+        )
         self.device = device
         self.features.eval().to(device)
         self.classify.eval().to(device)

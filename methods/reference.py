@@ -65,10 +65,14 @@ class OracleQuality(BaseMethod):
         return np.where(np.asarray(genuine, dtype=bool), sim, -sim)
 
     def _raw_batch(self, images: np.ndarray, meta: Mapping[str, np.ndarray] | None) -> np.ndarray:
-        raise FiqaError("oracle is a pair-level reference line with no per-image score; it is evaluated by pair_quality().")
+        raise FiqaError(
+            "oracle is a pair-level reference line with no per-image score; it is evaluated by pair_quality()."
+        )
 
     def raw_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
-        raise FiqaError("oracle is a pair-level reference line with no per-image score; it is evaluated by pair_quality().")
+        raise FiqaError(
+            "oracle is a pair-level reference line with no per-image score; it is evaluated by pair_quality()."
+        )
 
 
 register_method(RANDOM_CARD)(RandomQuality)

@@ -86,7 +86,11 @@ class SerFiq(BaseMethod):
                     else:  # no dropout: the T passes are identical, so one pass stands for all
                         x = flat[i].unsqueeze(0)
                     emb = torch.nn.functional.normalize(embedding_of(module.forward_head(x)).float(), dim=1)
-                    d = torch.pdist(emb.double()).mean() if len(emb) > 1 else torch.zeros((), dtype=torch.float64)
+                    d = (
+                        torch.pdist(emb.double()).mean()
+                        if len(emb) > 1
+                        else torch.zeros((), dtype=torch.float64)
+                    )
                     out[i] = float(2.0 * torch.sigmoid(-d))
         finally:
             module.train(was_training)

@@ -13,8 +13,17 @@ import numpy as np
 
 from fiqa_bench.results import Results, pair_methods, read_pairs, read_results
 
-__all__ = ["Results", "below_resolution", "fmr_key", "fmt_fmr", "load_pairs", "load_results", "pair_methods", "protocol_heading",
-           "same_fmr"]
+__all__ = [
+    "Results",
+    "below_resolution",
+    "fmr_key",
+    "fmt_fmr",
+    "load_pairs",
+    "load_results",
+    "pair_methods",
+    "protocol_heading",
+    "same_fmr",
+]
 
 
 def load_results(folder: Path) -> Results:
@@ -63,7 +72,7 @@ def protocol_heading(res: Results, variant: str, fmr: float | None = None) -> st
     curve family, the protocol's name and title, its row-level parameters and the FMR target."""
     protocol = res.variant_protocol(variant)
     head = res.card(protocol).label()
-    params = variant[len(protocol):].lstrip(", ")
+    params = variant[len(protocol) :].lstrip(", ")
     if params:
         head += f", {params}"
     if fmr is not None and not math.isnan(float(fmr)):

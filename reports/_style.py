@@ -59,9 +59,21 @@ def style_map(methods: Iterable[str], reference: Iterable[str] = ()) -> dict[str
     ref = set(reference)
     styles: dict[str, Style] = {}
     for i, name in enumerate(sorted(m for m in set(methods) if m not in ref)):
-        styles[name] = Style(OKABE_ITO[i % len(OKABE_ITO)], MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)], 1.2, False)
+        styles[name] = Style(
+            OKABE_ITO[i % len(OKABE_ITO)],
+            MARKERS[i % len(MARKERS)],
+            LINESTYLES[i % len(LINESTYLES)],
+            1.2,
+            False,
+        )
     for i, name in enumerate(sorted(ref)):
-        styles[name] = Style(REFERENCE_GREYS[i % len(REFERENCE_GREYS)], None, REFERENCE_DASHES[i % len(REFERENCE_DASHES)], 1.0, True)
+        styles[name] = Style(
+            REFERENCE_GREYS[i % len(REFERENCE_GREYS)],
+            None,
+            REFERENCE_DASHES[i % len(REFERENCE_DASHES)],
+            1.0,
+            True,
+        )
     return styles
 
 
@@ -107,7 +119,15 @@ def save_figure(fig: Figure, stem: Path, formats: Iterable[str]) -> list[Path]:
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")  # not with_suffix: stems like 'erc_fmr2.5e-1' hold dots
         buf = io.BytesIO()
-        meta = PDF_METADATA if fmt == "pdf" else PNG_METADATA if fmt == "png" else {"Date": None} if fmt == "svg" else None
+        meta = (
+            PDF_METADATA
+            if fmt == "pdf"
+            else PNG_METADATA
+            if fmt == "png"
+            else {"Date": None}
+            if fmt == "svg"
+            else None
+        )
         fig.savefig(buf, format=fmt, metadata=meta, bbox_inches="tight", pad_inches=0.02)
         path.write_bytes(buf.getvalue())
         written.append(path)

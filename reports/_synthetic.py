@@ -18,13 +18,17 @@ from fiqa_bench.protocol_set import ProtocolRequest, evaluate_protocols
 from fiqa_bench.results import write_pairs, write_results
 
 
-def _simulate(rng: np.random.Generator, n_pairs: int, quality_noise: dict[str, float]) -> dict[str, np.ndarray]:
+def _simulate(
+    rng: np.random.Generator, n_pairs: int, quality_noise: dict[str, float]
+) -> dict[str, np.ndarray]:
     n_gen = n_pairs // 2
     genuine = np.zeros(n_pairs, dtype=bool)
     genuine[:n_gen] = True
     fold = np.repeat(np.arange(3), int(np.ceil(n_pairs / 3)))[:n_pairs]
     true_q = rng.beta(5, 2, n_pairs)  # hidden pair quality in (0, 1)
-    sim = np.where(genuine, 0.05 + 0.55 * true_q + rng.normal(0, 0.1, n_pairs), rng.normal(0.0, 0.08, n_pairs))
+    sim = np.where(
+        genuine, 0.05 + 0.55 * true_q + rng.normal(0, 0.1, n_pairs), rng.normal(0.0, 0.08, n_pairs)
+    )
     out = {"similarity": sim.astype(np.float64), "genuine": genuine, "fold": fold.astype(np.int64)}
     for name, noise in quality_noise.items():
         out[f"q__{name}"] = true_q + rng.normal(0, noise, n_pairs)
@@ -60,24 +64,53 @@ def make_results_folder(
             arrays = _simulate(rng, n_pairs, {m: v * (1 + 0.3 * fr_i + 0.2 * k) for m, v in methods.items()})
             qualities = {key[3:]: v for key, v in arrays.items() if key.startswith("q__")}
             sim, gen = arrays["similarity"], arrays["genuine"]
-            rows, curves = evaluate_protocols(sim, gen, qualities, list(fmrs), request, folds=arrays["fold"],
-                                              bootstrap=bootstrap, seed=seed)
+            rows, curves = evaluate_protocols(
+                sim, gen, qualities, list(fmrs), request, folds=arrays["fold"], bootstrap=bootstrap, seed=seed
+            )
             for r in rows:
                 r.update(dataset=ds, fr_model=fr, reference_line=r["method"] in ("random", "oracle"))
             all_rows += rows
             all_curves.append(curves.assign(dataset=ds, fr_model=fr))
             write_pairs(out, ds, fr, similarity=sim, genuine=gen, fold=arrays["fold"], qualities=qualities)
-        info[ds] = {"source": f"simulated ({n_pairs} pairs)", "n_images": n_pairs, "n_pairs": n_pairs,
-                    "n_genuine": n_pairs // 2, "n_impostor": n_pairs - n_pairs // 2, "fingerprint": f"sim-{ds}",
-                    "skipped": [{"what": "image", "where": f"{ds}/img_0001.jpg", "why": "no face detected"}] if k == 0 else []}
+        info[ds] = {
+            "source": f"simulated ({n_pairs} pairs)",
+            "n_images": n_pairs,
+            "n_pairs": n_pairs,
+            "n_genuine": n_pairs // 2,
+            "n_impostor": n_pairs - n_pairs // 2,
+            "fingerprint": f"sim-{ds}",
+            "skipped": [{"what": "image", "where": f"{ds}/img_0001.jpg", "why": "no face detected"}]
+            if k == 0
+            else [],
+        }
     run = {
-        "fiqa_bench_version": "0.1.0", "torch_version": None, "numpy_version": np.__version__, "python": "3.11",
-        "platform": "synthetic", "command": ["fiqa-bench", "run", "--synthetic"], "started": "2026-01-01T00:00:00+00:00",
-        "finished": "2026-01-01T00:01:00+00:00", "seed": seed, "bootstrap": bootstrap, "fmrs": list(fmrs), "datasets": info,
-        "fr_models": {fr: {"card": {"name": fr}, "weights": None, "weights_sha256": None} for fr in fr_models},
-        "methods": {m: {"card": {"name": m}, "weights": None, "weights_sha256": None} for m in [*methods, "random", "oracle"]},
-        "timings": {"total": 1.0}, "cache": {"hits": 0, "computed": 0},
+        "fiqa_bench_version": "0.1.0",
+        "torch_version": None,
+        "numpy_version": np.__version__,
+        "python": "3.11",
+        "platform": "synthetic",
+        "command": ["fiqa-bench", "run", "--synthetic"],
+        "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T00:01:00+00:00",
+        "seed": seed,
+        "bootstrap": bootstrap,
+        "fmrs": list(fmrs),
+        "datasets": info,
+        "fr_models": {
+            fr: {"card": {"name": fr}, "weights": None, "weights_sha256": None} for fr in fr_models
+        },
+        "methods": {
+            m: {"card": {"name": m}, "weights": None, "weights_sha256": None}
+            for m in [*methods, "random", "oracle"]
+        },
+        "timings": {"total": 1.0},
+        "cache": {"hits": 0, "computed": 0},
     }
-    write_results(out, pd.DataFrame(all_rows), pd.concat(all_curves, ignore_index=True),
-                  settings=request.settings(list(fmrs), bootstrap, seed), run=run)
+    write_results(
+        out,
+        pd.DataFrame(all_rows),
+        pd.concat(all_curves, ignore_index=True),
+        settings=request.settings(list(fmrs), bootstrap, seed),
+        run=run,
+    )
     return out

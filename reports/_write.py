@@ -21,7 +21,9 @@ from .summary import html_page, markdown
 
 REPORT_DIR = "report"
 MANIFEST = "results.json"
-AGGREGATES = "aggregates.csv"  # mean over datasets x FR models and Schlett's relative ranking (reports.aggregate)
+AGGREGATES = (
+    "aggregates.csv"  # mean over datasets x FR models and Schlett's relative ranking (reports.aggregate)
+)
 SUPPORTED_FORMATS = ("pdf", "png", "svg")
 
 
@@ -79,7 +81,9 @@ def write_report(
     formats = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
     bad = [f for f in formats if f not in SUPPORTED_FORMATS]
     if bad:
-        raise FiqaError(f"report format(s) {', '.join(bad)} not supported; use {', '.join(SUPPORTED_FORMATS)}.")
+        raise FiqaError(
+            f"report format(s) {', '.join(bad)} not supported; use {', '.join(SUPPORTED_FORMATS)}."
+        )
     res = load_results(Path(results_dir)).only(list(protocols) if protocols is not None else None)
     out = res.folder / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +122,9 @@ def write_report(
     # One figure per results variant (protocol + parameters) whose curve was saved: several EDC discard
     # limits read their areas from one curve, each figure marks its own limit.
     c = res.curves
-    curve_keys = set(zip(c["dataset"], c["fr_model"], c["variant"], [fmr_key(f) for f in c["fmr"]], strict=True))
+    curve_keys = set(
+        zip(c["dataset"], c["fr_model"], c["variant"], [fmr_key(f) for f in c["fmr"]], strict=True)
+    )
     keys = res.results[["dataset", "fr_model", "variant", "curve_variant", "fmr"]].drop_duplicates()
     drawn_variants: set[str] = set()
     for ds, fr, variant, curve_variant, fmr in keys.itertuples(index=False):
@@ -163,8 +169,10 @@ def write_report(
         "provenance": _jsonable(res.run),
         "results": _jsonable(res.results.to_dict("records")),
         "artefacts": [{"file": p.name, "bytes": p.stat().st_size, "sha256": _sha256(p)} for p in written],
-        "style_map": {m: {"color": s.color, "marker": s.marker, "linestyle": str(s.linestyle), "reference": s.reference}
-                      for m, s in sorted(styles.items())},
+        "style_map": {
+            m: {"color": s.color, "marker": s.marker, "linestyle": str(s.linestyle), "reference": s.reference}
+            for m, s in sorted(styles.items())
+        },
     }
     p = out / MANIFEST
     p.write_text(json.dumps(manifest, indent=1, sort_keys=True, allow_nan=False) + "\n")

@@ -98,10 +98,16 @@ def _format(value: float, exp: int) -> str:
 def _rank(table: Table) -> None:
     """Rank per column on the printed numbers (equal print = equal rank); reference lines excluded."""
     for j in range(len(table.columns)):
-        shown = {m: float(table.cells[(m, j)].text) for m in table.methods if (m, j) in table.cells and table.cells[(m, j)].text != "--"}
+        shown = {
+            m: float(table.cells[(m, j)].text)
+            for m in table.methods
+            if (m, j) in table.cells and table.cells[(m, j)].text != "--"
+        }
         distinct = sorted(set(shown.values()))
         for m, v in shown.items():
-            table.cells[(m, j)].rank = 1 if v == distinct[0] else 2 if len(distinct) > 1 and v == distinct[1] else 0
+            table.cells[(m, j)].rank = (
+                1 if v == distinct[0] else 2 if len(distinct) > 1 and v == distinct[1] else 0
+            )
 
 
 def _lookup(results: pd.DataFrame) -> dict[tuple[str, str, str, float, str], dict[str, Any]]:
@@ -144,17 +150,46 @@ def build_tables(res: Results) -> list[Table]:
         groups: list[tuple[float | None, list[Column]]] = []
         if multi_model:
             for fmr in res.fmrs:
-                groups.append((fmr, [Column(ds, fr, fmr, tex_escape(fr), group=tex_escape(ds)) for ds in res.datasets for fr in res.fr_models]))
+                groups.append(
+                    (
+                        fmr,
+                        [
+                            Column(ds, fr, fmr, tex_escape(fr), group=tex_escape(ds))
+                            for ds in res.datasets
+                            for fr in res.fr_models
+                        ],
+                    )
+                )
         else:
             fr = res.fr_models[0]
-            groups.append((None, [Column(ds, fr, fmr, f"FMR {tex_fmr(fmr)}", group=tex_escape(ds)) for ds in res.datasets for fmr in res.fmrs]))
+            groups.append(
+                (
+                    None,
+                    [
+                        Column(ds, fr, fmr, f"FMR {tex_fmr(fmr)}", group=tex_escape(ds))
+                        for ds in res.datasets
+                        for fmr in res.fmrs
+                    ],
+                )
+            )
         for fmr, cols in groups:
-            present = [c for c in cols if any(k[:4] == (c.dataset, c.fr_model, protocol, fmr_key(c.fmr)) for k in rows)]
+            present = [
+                c
+                for c in cols
+                if any(k[:4] == (c.dataset, c.fr_model, protocol, fmr_key(c.fmr)) for k in rows)
+            ]
             if not present:
                 continue
             suffix = f"_fmr{fmt_fmr(fmr)}" if fmr is not None else ""
-            t = Table(name=f"table_{variant_slug(protocol)}{suffix}", label=f"tab:fiqa-{variant_slug(protocol)}{suffix.replace('_', '-')}",
-                      protocol=protocol, fmr=fmr, columns=present, methods=methods, references=refs)
+            t = Table(
+                name=f"table_{variant_slug(protocol)}{suffix}",
+                label=f"tab:fiqa-{variant_slug(protocol)}{suffix.replace('_', '-')}",
+                protocol=protocol,
+                fmr=fmr,
+                columns=present,
+                methods=methods,
+                references=refs,
+            )
             for j, col in enumerate(present):
                 col.warn = _column_warn(res, rows, col, protocol)
                 for m in methods + refs:
@@ -194,9 +229,16 @@ def build_aggregates(res: Results) -> list[Table]:
             continue
         for kind, col_name in (("mean", "mean_auc"), ("rank", "relative_rank")):
             cols = [Column("all", "all", f, f"FMR {tex_fmr(f)}") for f in fmrs]
-            t = Table(name=f"table_{kind}_{variant_slug(variant)}", label=f"tab:fiqa-{kind}-{variant_slug(variant)}",
-                      protocol=variant, fmr=None, columns=cols, methods=methods, references=refs if kind == "mean" else [],
-                      aggregate=kind)
+            t = Table(
+                name=f"table_{kind}_{variant_slug(variant)}",
+                label=f"tab:fiqa-{kind}-{variant_slug(variant)}",
+                protocol=variant,
+                fmr=None,
+                columns=cols,
+                methods=methods,
+                references=refs if kind == "mean" else [],
+                aggregate=kind,
+            )
             for j, f in enumerate(fmrs):
                 block = sub[same_fmr(sub["fmr"], f)]
                 for rec in block.to_dict("records"):
@@ -219,13 +261,23 @@ def _aggregate_caption(res: Results, t: Table, n_cols: int) -> str:
         if t.aggregate == "mean"
         else "$R_m = \\frac{1}{|C|}\\sum_{c\\in C} \\frac{A_{m,c} - \\min_{m'} A_{m',c}}{\\max_{m'} A_{m',c} - \\min_{m'} A_{m',c}}$"
     )
-    parts = [f"{what} over the {n_cols} (dataset, FR model) columns $C$ ({columns}) of the "
-             f"{protocol_sentence(res, t.protocol, ', FMR target per column')}."]
-    extra = (" ($\\min$ and $\\max$ over the ranked methods; 0 = best in every column, 1 = worst; a column where all "
-             "ranked methods are equal scales to 0)") if t.aggregate == "rank" else ""
+    parts = [
+        f"{what} over the {n_cols} (dataset, FR model) columns $C$ ({columns}) of the "
+        f"{protocol_sentence(res, t.protocol, ', FMR target per column')}."
+    ]
+    extra = (
+        (
+            " ($\\min$ and $\\max$ over the ranked methods; 0 = best in every column, 1 = worst; a column where all "
+            "ranked methods are equal scales to 0)"
+        )
+        if t.aggregate == "rank"
+        else ""
+    )
     parts.append(f"Formula: {formula}, with $A_{{m,c}}$ the area of method $m$ in column $c${extra}.")
-    parts.append("Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked"
-                 + (" and do not set the column minimum or maximum." if t.aggregate == "rank" else "."))
+    parts.append(
+        "Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked"
+        + (" and do not set the column minimum or maximum." if t.aggregate == "rank" else ".")
+    )
     parts.append("-- : a method without a value in every column.")
     if t.scale_exp:
         parts.append(f"Values $\\times 10^{{{t.scale_exp}}}$.")
@@ -244,7 +296,13 @@ def build_compact(res: Results) -> list[Table]:
     for protocol in res.variants:
         multi = len(res.fr_models) > 1
         cols = [
-            Column("mean", fr, fmr, tex_escape(fr) if multi else f"FMR {tex_fmr(fmr)}", group=f"FMR {tex_fmr(fmr)}" if multi else "")
+            Column(
+                "mean",
+                fr,
+                fmr,
+                tex_escape(fr) if multi else f"FMR {tex_fmr(fmr)}",
+                group=f"FMR {tex_fmr(fmr)}" if multi else "",
+            )
             for fmr in res.fmrs
             for fr in res.fr_models
         ]
@@ -252,16 +310,31 @@ def build_compact(res: Results) -> list[Table]:
         cols = [c for c in cols if ((sub["fr_model"] == c.fr_model) & same_fmr(sub["fmr"], c.fmr)).any()]
         if not cols:
             continue
-        t = Table(name=f"table_compact_{variant_slug(protocol)}", label=f"tab:fiqa-compact-{variant_slug(protocol)}", protocol=protocol,
-                  fmr=None, columns=cols, methods=methods, references=refs, compact=True)
+        t = Table(
+            name=f"table_compact_{variant_slug(protocol)}",
+            label=f"tab:fiqa-compact-{variant_slug(protocol)}",
+            protocol=protocol,
+            fmr=None,
+            columns=cols,
+            methods=methods,
+            references=refs,
+            compact=True,
+        )
         for j, col in enumerate(cols):
             sel = sub[(sub["fr_model"] == col.fr_model) & same_fmr(sub["fmr"], col.fmr)]
-            col.warn = any(_column_warn(res, _lookup(sel), Column(ds, col.fr_model, col.fmr, ""), protocol) for ds in res.datasets)
+            col.warn = any(
+                _column_warn(res, _lookup(sel), Column(ds, col.fr_model, col.fmr, ""), protocol)
+                for ds in res.datasets
+            )
             for m in methods + refs:
                 vals = sel.loc[sel["method"] == m, "auc"].to_numpy(float)
                 if len(vals):
                     # A mean over an incomplete set of datasets would not be comparable: n/a instead.
-                    mean = float(np.mean(vals)) if len(vals) == len(res.datasets) and np.isfinite(vals).all() else float("nan")
+                    mean = (
+                        float(np.mean(vals))
+                        if len(vals) == len(res.datasets) and np.isfinite(vals).all()
+                        else float("nan")
+                    )
                     t.cells[(m, j)] = Cell(mean)
         _finish(t)
         t.caption = _caption(res, t)
@@ -306,12 +379,18 @@ def protocol_sentence(res: Results, variant: str, fmr_text: str = "", *, tex: bo
 
 def _caption(res: Results, t: Table) -> str:
     r = res.results[res.results["variant"] == t.protocol]
-    fmr = f", FMR {tex_fmr(t.fmr)}" if t.fmr is not None else (", FMR target per column" if len({c.fmr for c in t.columns}) > 1 else "")
+    fmr = (
+        f", FMR {tex_fmr(t.fmr)}"
+        if t.fmr is not None
+        else (", FMR target per column" if len({c.fmr for c in t.columns}) > 1 else "")
+    )
     proto = protocol_sentence(res, t.protocol, fmr)
     if t.compact:
         proto = f"Mean over datasets ({', '.join(tex_escape(d) for d in res.datasets)}) of the " + proto
     parts = [f"{proto}."]
-    parts.append("Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked.")
+    parts.append(
+        "Lower is better; best per column in \\textbf{bold}, second \\underline{underlined}; reference lines are not ranked."
+    )
     if t.scale_exp:
         parts.append(f"Values $\\times 10^{{{t.scale_exp}}}$.")
     if any(math.isfinite(c.half_ci) for c in t.cells.values()):
@@ -340,8 +419,12 @@ def _caption(res: Results, t: Table) -> str:
             if math.isfinite(n_imp) and n_imp > 0:
                 mant, exp = f"{1 / n_imp:.1e}".split("e")
                 res_txt.append(f"{tex_escape(ds)}: $1/{int(n_imp)} \\approx {mant}\\cdot 10^{{{int(exp)}}}$")
-        parts.append("$^{\\dagger}$FMR target below 1/(number of impostor pairs): the threshold cannot resolve it and "
-                     "uses the nearest achievable FMR (column achieved\\_fmr of results.csv)" + (f" ({'; '.join(res_txt)})" if res_txt else "") + ".")
+        parts.append(
+            "$^{\\dagger}$FMR target below 1/(number of impostor pairs): the threshold cannot resolve it and "
+            "uses the nearest achievable FMR (column achieved\\_fmr of results.csv)"
+            + (f" ({'; '.join(res_txt)})" if res_txt else "")
+            + "."
+        )
     return " ".join(parts)
 
 

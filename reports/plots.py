@@ -51,15 +51,29 @@ def draw_curves(
     curve = _curve(res, protocol)
     cur = res.curves
     rows = res.results
-    rsel = rows[(rows["dataset"] == dataset) & (rows["fr_model"] == fr_model) & (rows["variant"] == protocol) & same_fmr(rows["fmr"], fmr)]
-    curve_variant = rsel["curve_variant"].iloc[0] if len(rsel) else protocol  # e.g. one EDC curve, several discard limits
-    sel = cur[(cur["dataset"] == dataset) & (cur["fr_model"] == fr_model) & (cur["variant"] == curve_variant) & same_fmr(cur["fmr"], fmr)]
+    rsel = rows[
+        (rows["dataset"] == dataset)
+        & (rows["fr_model"] == fr_model)
+        & (rows["variant"] == protocol)
+        & same_fmr(rows["fmr"], fmr)
+    ]
+    curve_variant = (
+        rsel["curve_variant"].iloc[0] if len(rsel) else protocol
+    )  # e.g. one EDC curve, several discard limits
+    sel = cur[
+        (cur["dataset"] == dataset)
+        & (cur["fr_model"] == fr_model)
+        & (cur["variant"] == curve_variant)
+        & same_fmr(cur["fmr"], fmr)
+    ]
     aucs = dict(zip(rsel["method"], rsel["auc"], strict=True))
     handles: list[tuple[object, str]] = []
     drawn: list[tuple[np.ndarray, np.ndarray]] = []
     n_ranked = sum(1 for m in styles if not styles[m].reference)
     band_alpha = min(0.15, 0.5 / max(1, n_ranked))  # many overlapping bands must not bury the curves
-    methods = [m for m in sorted(styles) if not styles[m].reference] + [m for m in sorted(styles) if styles[m].reference]
+    methods = [m for m in sorted(styles) if not styles[m].reference] + [
+        m for m in sorted(styles) if styles[m].reference
+    ]
     for i, method in enumerate(methods):
         c = sel[sel["method"] == method]
         if c.empty:
@@ -73,8 +87,12 @@ def draw_curves(
             # Markers spread along the line and offset per method so they do not sit on top of each other.
             kw["markevery"] = (0.012 * (i % 6), 0.11)
         drawn.append((x, y))
-        (line,) = ax.plot(x, y, drawstyle="steps-post" if step else "default", zorder=3 if not st.reference else 2, **kw)
-        if not st.reference and {"fnmr_lo", "fnmr_hi"} <= set(c.columns):  # no bands on reference lines: less clutter
+        (line,) = ax.plot(
+            x, y, drawstyle="steps-post" if step else "default", zorder=3 if not st.reference else 2, **kw
+        )
+        if not st.reference and {"fnmr_lo", "fnmr_hi"} <= set(
+            c.columns
+        ):  # no bands on reference lines: less clutter
             lo, hi = c["fnmr_lo"].to_numpy(float), c["fnmr_hi"].to_numpy(float)
             if np.isfinite(lo).any() and np.isfinite(hi).any():
                 ax.fill_between(x, lo, hi, color=st.color, alpha=band_alpha, linewidth=0, step=step, zorder=1)
@@ -103,7 +121,9 @@ def _title(res: Results, dataset: str, fr_model: str, protocol: str, fmr: float)
     return f"{protocol_heading(res, protocol, fmr)}\n{dataset} | {fr_model}"
 
 
-def curve_figure(res: Results, styles: dict[str, Style], dataset: str, fr_model: str, protocol: str, fmr: float) -> Figure:
+def curve_figure(
+    res: Results, styles: dict[str, Style], dataset: str, fr_model: str, protocol: str, fmr: float
+) -> Figure:
     """One column-wide ERC or EDC plot with the legend (method and AUC) below the axes."""
     with theme():
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.3))
@@ -115,8 +135,15 @@ def curve_figure(res: Results, styles: dict[str, Style], dataset: str, fr_model:
         if handles:
             ncol = 2 if max(len(h[1]) for h in handles) > 16 else 3
             fig.legend(
-                [h[0] for h in handles], [h[1] for h in handles], loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                ncol=ncol, handlelength=2.6, columnspacing=1.0, title=f"method ({AREA.get(curve, 'area')})" + ("; bands: 95% bootstrap CI" if _has_bands(res) else ""),
+                [h[0] for h in handles],
+                [h[1] for h in handles],
+                loc="upper center",
+                bbox_to_anchor=(0.5, 0.0),
+                ncol=ncol,
+                handlelength=2.6,
+                columnspacing=1.0,
+                title=f"method ({AREA.get(curve, 'area')})"
+                + ("; bands: 95% bootstrap CI" if _has_bands(res) else ""),
                 title_fontsize=6.0,
             )
         # Fixed margins instead of tight_layout (slow): room for the x label above the legend; savefig's
@@ -156,13 +183,22 @@ def grid_figure(res: Results, styles: dict[str, Style], protocol: str, fmr: floa
         fig.suptitle(protocol_heading(res, protocol, fmr), fontsize=8)
         if seen:
             labels = sorted(seen, key=lambda m: (styles[m].reference, m))
-            fig.legend([seen[m] for m in labels], labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                       ncol=min(6, len(labels)), handlelength=2.6, columnspacing=1.0)
+            fig.legend(
+                [seen[m] for m in labels],
+                labels,
+                loc="upper center",
+                bbox_to_anchor=(0.5, 0.0),
+                ncol=min(6, len(labels)),
+                handlelength=2.6,
+                columnspacing=1.0,
+            )
         fig.tight_layout()
     return fig
 
 
-def distribution_figure(arrays: dict[str, np.ndarray], methods: list[str], dataset: str, fr_model: str) -> Figure:
+def distribution_figure(
+    arrays: dict[str, np.ndarray], methods: list[str], dataset: str, fr_model: str
+) -> Figure:
     """Per method: pair quality of genuine vs impostor pairs (density histograms).
 
     A useful quality measure is not expected to separate genuine from impostor pairs; what it should do
@@ -174,22 +210,50 @@ def distribution_figure(arrays: dict[str, np.ndarray], methods: list[str], datas
     ncols = 2 if n > 1 else 1
     nrows = math.ceil(n / ncols)
     with theme():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH_IN if ncols == 1 else TEXT_WIDTH_IN / 1.4, 1.35 * nrows + 0.45),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=(COLUMN_WIDTH_IN if ncols == 1 else TEXT_WIDTH_IN / 1.4, 1.35 * nrows + 0.45),
+            squeeze=False,
+        )
         for k, method in enumerate(methods):
             ax = axes[k // ncols][k % ncols]
             q = np.asarray(arrays[f"q__{method}"], dtype=float)
             finite = np.isfinite(q)
-            lo, hi = (np.quantile(q[finite], [0.005, 0.995]) if finite.any() else (0.0, 1.0))
+            lo, hi = np.quantile(q[finite], [0.005, 0.995]) if finite.any() else (0.0, 1.0)
             if not hi > lo:
                 lo, hi = lo - 0.5, hi + 0.5
             bins = np.linspace(lo, hi, 31)
             qc = np.clip(q[finite], lo, hi)
             g = genuine[finite]
-            ax.hist(qc[g], bins=bins, density=True, histtype="stepfilled", color=GENUINE_COLOR, alpha=0.35, linewidth=0)
-            ax.hist(qc[g], bins=bins, density=True, histtype="step", color=GENUINE_COLOR, linewidth=1.0, label=f"genuine ({int(g.sum())})")
-            ax.hist(qc[~g], bins=bins, density=True, histtype="step", color=IMPOSTOR_COLOR, linewidth=1.0,
-                    linestyle=(0, (3, 1.5)), label=f"impostor ({int((~g).sum())})")
+            ax.hist(
+                qc[g],
+                bins=bins,
+                density=True,
+                histtype="stepfilled",
+                color=GENUINE_COLOR,
+                alpha=0.35,
+                linewidth=0,
+            )
+            ax.hist(
+                qc[g],
+                bins=bins,
+                density=True,
+                histtype="step",
+                color=GENUINE_COLOR,
+                linewidth=1.0,
+                label=f"genuine ({int(g.sum())})",
+            )
+            ax.hist(
+                qc[~g],
+                bins=bins,
+                density=True,
+                histtype="step",
+                color=IMPOSTOR_COLOR,
+                linewidth=1.0,
+                linestyle=(0, (3, 1.5)),
+                label=f"impostor ({int((~g).sum())})",
+            )
             ax.set_title(method)
             ax.set_yticks([])
             ax.grid(True, axis="x")
@@ -199,6 +263,12 @@ def distribution_figure(arrays: dict[str, np.ndarray], methods: list[str], datas
             axes[k // ncols][k % ncols].set_visible(False)
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.suptitle(f"Pair-quality distributions | {dataset} | {fr_model}", fontsize=8)
-        fig.legend(handles, [lab.split(" (")[0] + " pairs" for lab in labels], loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2)
+        fig.legend(
+            handles,
+            [lab.split(" (")[0] + " pairs" for lab in labels],
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=2,
+        )
         fig.tight_layout()
     return fig

@@ -67,9 +67,13 @@ def test_align_command_yunet(src: Path, tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_align_skip_policy_and_bad_arguments(src: Path, tmp_path: Path) -> None:
-    with pytest.raises(DataFormatError, match=r"broken\.jpg: cannot be decoded \(corrupt or truncated.*--skip-bad"):
+    with pytest.raises(
+        DataFormatError, match=r"broken\.jpg: cannot be decoded \(corrupt or truncated.*--skip-bad"
+    ):
         align_folder(src, tmp_path / "strict", progress=False)
-    summary = align_folder(src, tmp_path / "a", no_face="skip", log_path=tmp_path / "log.csv", progress=False, skip_bad=True)
+    summary = align_folder(
+        src, tmp_path / "a", no_face="skip", log_path=tmp_path / "log.csv", progress=False, skip_bad=True
+    )
     assert summary.n_no_face == 1 and summary.no_face == ["other/blank.png"]
     assert not (tmp_path / "a" / "other" / "blank.png").exists()
     assert summary.n_written == summary.n_images - 2 and (tmp_path / "log.csv").is_file()
@@ -86,7 +90,10 @@ def test_align_folder_mtcnn_agrees_with_yunet(src: Path, tmp_path: Path) -> None
     mtcnn = make_detector("mtcnn")
     summary = align_folder(src, tmp_path / "m", detector=mtcnn, workers=1, progress=False, skip_bad=True)
     assert summary.n_no_face == 1 and summary.n_undecodable == 1 and summary.n_written == summary.n_images - 1
-    assert _log(tmp_path / "m" / "align_log.csv") == {"other/blank.png": "no_face", "other/broken.jpg": "undecodable"}
+    assert _log(tmp_path / "m" / "align_log.csv") == {
+        "other/blank.png": "no_face",
+        "other/broken.jpg": "undecodable",
+    }
     for p in faces:
         assert read_rgb(tmp_path / "m" / p.relative_to(src)).shape == (112, 112, 3)
     # Both give landmarks in template order (image-left eye first, eyes above nose above mouth) and

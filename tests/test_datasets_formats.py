@@ -136,7 +136,9 @@ def test_python2_writer_is_read_by_plain_pickle_as_bytes(data_root: dict) -> Non
     assert got_bins == ref_bins == bins and got_same == ref_same == issame
 
 
-@pytest.mark.parametrize("name,n_pairs", [("agedb_30", 6000), ("cfp_fp", 7000), ("calfw", 6000), ("cplfw", 6000)])
+@pytest.mark.parametrize(
+    "name,n_pairs", [("agedb_30", 6000), ("cfp_fp", 7000), ("calfw", 6000), ("cplfw", 6000)]
+)
 def test_bin_loads_through_registry(data_root: dict, lfw_subset: dict, name: str, n_pairs: int) -> None:
     path, bins, issame = data_root["bins"][name]
     data = fiqa_bench.get_dataset(name, root=data_root["root"]).load(progress=False)
@@ -291,7 +293,10 @@ def test_undecodable_and_wrong_size_images(lfw_subset: dict, tmp_path: Path) -> 
     assert len(data.pairs) == 598  # pairs 3 and 10 left out, counted
     kinds = sorted((s.what, s.where) for s in data.skipped)
     assert kinds == [
-        ("image", f"{path}#00007"), ("image", f"{path}#00020"), ("pair", "agedb_30.bin pair 10"), ("pair", "agedb_30.bin pair 3"),
+        ("image", f"{path}#00007"),
+        ("image", f"{path}#00020"),
+        ("pair", "agedb_30.bin pair 10"),
+        ("pair", "agedb_30.bin pair 3"),
     ]
     assert data.pairs.fold[3] == 0 and np.bincount(data.pairs.fold)[0] == 58  # folds keep file positions
 
@@ -321,8 +326,11 @@ def test_xqlfw_loads_through_registry(data_root: dict, lfw_subset: dict) -> None
 def test_xqlfw_pair_tokens_with_extension_and_default_folds(tmp_path: Path) -> None:
     path = tmp_path / "xqlfw_pairs.txt"
     lines = ["some header text"] + [
-        "Abel_Pacheco 1 4", "Abel_Pacheco.jpg 0001.jpg 0004.jpg", "Ann Ann_0002.jpg Ann_0003.jpg",
-        "Bob 1 Carl 2", "Bob.jpg Bob_0001.jpg Carl Carl_0002.jpg",
+        "Abel_Pacheco 1 4",
+        "Abel_Pacheco.jpg 0001.jpg 0004.jpg",
+        "Ann Ann_0002.jpg Ann_0003.jpg",
+        "Bob 1 Carl 2",
+        "Bob.jpg Bob_0001.jpg Carl Carl_0002.jpg",
     ] * 4
     path.write_text("\n".join(lines) + "\n")
     rows, how, _ = parse_pairs(path)
@@ -384,10 +392,18 @@ def test_pairs_tsv_with_own_columns_labels_and_folds(lfw_subset: dict, tmp_path:
         (folder / "faces" / k).with_suffix(".png").write_bytes(_encode(crop, ".png"))
     rows = ["left\tright\tsame\tsplit"]
     for i, (a, b, g) in enumerate(lfw_subset["pairs"]):
-        rows.append(f"faces/{Path(a).with_suffix('.png').as_posix()}\tfaces/{Path(b).with_suffix('.png').as_posix()}\t{'yes' if g else 'no'}\t{i % 3 + 1}")
+        rows.append(
+            f"faces/{Path(a).with_suffix('.png').as_posix()}\tfaces/{Path(b).with_suffix('.png').as_posix()}\t{'yes' if g else 'no'}\t{i % 3 + 1}"
+        )
     (folder / "my_pairs.tsv").write_text("\n".join(rows) + "\n")
     ds = fiqa_bench.get_dataset(
-        "pairs", root=folder, pairs_file="my_pairs.tsv", column_a="left", column_b="right", column_label="same", column_fold="split"
+        "pairs",
+        root=folder,
+        pairs_file="my_pairs.tsv",
+        column_a="left",
+        column_b="right",
+        column_label="same",
+        column_fold="split",
     )
     assert ds.status().present and ds.status().n_pairs == 120
     data = ds.load(progress=False)
@@ -400,11 +416,17 @@ def test_pairs_tsv_with_own_columns_labels_and_folds(lfw_subset: dict, tmp_path:
         np.testing.assert_array_equal(data.faces.image(int(p.a[k])), lfw_subset["crops"][a])  # lossless, RGB
 
 
-def test_pairs_csv_argument_unaligned_images_aligned_on_the_fly(lfw_subset: dict, lfw_dir: Path, tmp_path: Path) -> None:
+def test_pairs_csv_argument_unaligned_images_aligned_on_the_fly(
+    lfw_subset: dict, lfw_dir: Path, tmp_path: Path
+) -> None:
     sel = lfw_subset["pairs"][:8] + lfw_subset["pairs"][N_PER_CLASS : N_PER_CLASS + 8]
     csv_path = tmp_path / "pairs.csv"
-    csv_path.write_text("image_a,image_b,genuine\n" + "".join(f"{a},{b},{'1' if g else '0'}\n" for a, b, g in sel))
-    ds = fiqa_bench.get_dataset(f"pairs:{csv_path}", images=str(lfw_dir / "images"), cache_dir=str(tmp_path / "cache"))
+    csv_path.write_text(
+        "image_a,image_b,genuine\n" + "".join(f"{a},{b},{'1' if g else '0'}\n" for a, b, g in sel)
+    )
+    ds = fiqa_bench.get_dataset(
+        f"pairs:{csv_path}", images=str(lfw_dir / "images"), cache_dir=str(tmp_path / "cache")
+    )
     data = ds.load(progress=False)
     assert not data.aligned and "aligned on the fly with yunet" in data.source
     assert len(data.pairs) == 16 and data.pairs.n_genuine == 8
@@ -413,7 +435,9 @@ def test_pairs_csv_argument_unaligned_images_aligned_on_the_fly(lfw_subset: dict
         np.testing.assert_array_equal(data.faces.image(int(data.pairs.a[k])), lfw_subset["crops"][a])
         np.testing.assert_array_equal(data.faces.image(int(data.pairs.b[k])), lfw_subset["crops"][b])
     assert data.faces.meta["det_score"].min() > 0.5
-    again = fiqa_bench.get_dataset(f"pairs:{csv_path}", images=str(lfw_dir / "images"), cache_dir=str(tmp_path / "cache"))
+    again = fiqa_bench.get_dataset(
+        f"pairs:{csv_path}", images=str(lfw_dir / "images"), cache_dir=str(tmp_path / "cache")
+    )
     assert again.load(progress=False).fingerprint == data.fingerprint  # crops reused from the cache
 
 
@@ -428,7 +452,9 @@ def test_pairs_positional_semicolon_and_bad_rows(lfw_subset: dict, tmp_path: Pat
     data = fiqa_bench.get_dataset("pairs", root=folder).load(progress=False)
     assert list(data.pairs.genuine) == [True, False]
     # Bad label: file and line named.
-    (folder / "pairs.csv").write_text("\n".join([*good[:2], f"{keys[0]};{keys[2]};maybe", f"{keys[1]};nothere/x.jpg;0"]) + "\n")
+    (folder / "pairs.csv").write_text(
+        "\n".join([*good[:2], f"{keys[0]};{keys[2]};maybe", f"{keys[1]};nothere/x.jpg;0"]) + "\n"
+    )
     with pytest.raises(DataFormatError, match="label 'maybe'") as exc:
         fiqa_bench.get_dataset("pairs", root=folder).load(progress=False)
     assert f"{folder / 'pairs.csv'}:3" in str(exc.value)
@@ -438,9 +464,14 @@ def test_pairs_positional_semicolon_and_bad_rows(lfw_subset: dict, tmp_path: Pat
         fiqa_bench.get_dataset("pairs", root=folder).load(progress=False)
     assert f"{folder / 'pairs.csv'}:3" in str(exc.value)
     # skip_bad: both counted, nothing silent.
-    (folder / "pairs.csv").write_text("\n".join([*good[:2], f"{keys[0]};{keys[2]};maybe", f"{keys[1]};nothere/x.jpg;0"]) + "\n")
+    (folder / "pairs.csv").write_text(
+        "\n".join([*good[:2], f"{keys[0]};{keys[2]};maybe", f"{keys[1]};nothere/x.jpg;0"]) + "\n"
+    )
     data = fiqa_bench.get_dataset("pairs", root=folder).load(skip_bad=True, progress=False)
-    assert len(data.pairs) == 2 and sorted(s.where for s in data.skipped) == [f"{folder / 'pairs.csv'}:3", f"{folder / 'pairs.csv'}:4"]
+    assert len(data.pairs) == 2 and sorted(s.where for s in data.skipped) == [
+        f"{folder / 'pairs.csv'}:3",
+        f"{folder / 'pairs.csv'}:4",
+    ]
     # Unknown option: one clear error.
     with pytest.raises(FiqaError, match="unknown option"):
         fiqa_bench.get_dataset("pairs", root=folder, colum_a="x")
@@ -450,7 +481,9 @@ def test_pairs_positional_semicolon_and_bad_rows(lfw_subset: dict, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_cli_run_on_all_six_published_formats(lfw_subset: dict, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cli_run_on_all_six_published_formats(
+    lfw_subset: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """``fiqa-bench run --datasets lfw,agedb_30,cfp_fp,calfw,cplfw,xqlfw --data-root DIR`` on published-format
     files (5 + 5 real pairs each, cycled to the published pair counts; SFace + a cheap method)."""
     import pandas as pd
@@ -460,22 +493,49 @@ def test_cli_run_on_all_six_published_formats(lfw_subset: dict, tmp_path_factory
     base = tmp_path_factory.mktemp("e2e")
     root = base / "data"
     root.mkdir()
-    small = {"pairs": lfw_subset["pairs"][:5] + lfw_subset["pairs"][N_PER_CLASS : N_PER_CLASS + 5], "crops": lfw_subset["crops"]}
-    small["crops"] = {k: v for k, v in lfw_subset["crops"].items() if any(k in (a, b) for a, b, _ in small["pairs"])}
+    small = {
+        "pairs": lfw_subset["pairs"][:5] + lfw_subset["pairs"][N_PER_CLASS : N_PER_CLASS + 5],
+        "crops": lfw_subset["crops"],
+    }
+    small["crops"] = {
+        k: v for k, v in lfw_subset["crops"].items() if any(k in (a, b) for a, b, _ in small["pairs"])
+    }
     for name, n in (("lfw", 6000), ("agedb_30", 6000), ("cfp_fp", 7000), ("calfw", 6000), ("cplfw", 6000)):
         bins, issame = _bin_content({"pairs": small["pairs"], "crops": small["crops"]}, n)
         save_insightface_bin(root / f"{name}.bin", bins, issame)
     (root / "xqlfw").mkdir()
     _xqlfw_folder({"pairs": small["pairs"], "crops": small["crops"]}, root / "xqlfw", per_fold=1)
     out = base / "out"
-    rc = main([
-        "run", "--datasets", "lfw,agedb_30,cfp_fp,calfw,cplfw,xqlfw", "--models", "sface", "--methods", "sharpness",
-        "--data-root", str(root), "--out", str(out), "--cache-dir", str(base / "cache"), "--no-report", "--quiet",
-    ])
+    rc = main(
+        [
+            "run",
+            "--datasets",
+            "lfw,agedb_30,cfp_fp,calfw,cplfw,xqlfw",
+            "--models",
+            "sface",
+            "--methods",
+            "sharpness",
+            "--data-root",
+            str(root),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(base / "cache"),
+            "--no-report",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = pd.read_csv(out / "results.csv")
     counts = res.groupby("dataset")["n_pairs"].first().to_dict()
-    assert counts == {"lfw": 6000, "agedb_30": 6000, "cfp_fp": 7000, "calfw": 6000, "cplfw": 6000, "xqlfw": 10}
+    assert counts == {
+        "lfw": 6000,
+        "agedb_30": 6000,
+        "cfp_fp": 7000,
+        "calfw": 6000,
+        "cplfw": 6000,
+        "xqlfw": 10,
+    }
     assert res["auc"].notna().all()
     with np.load(out / "pairs" / "agedb_30__sface.npz") as z:  # real faces, right colours: SFace separates
         sim, gen = z["similarity"], z["genuine"]

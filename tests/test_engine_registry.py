@@ -47,9 +47,16 @@ def test_card_fingerprint_changes_with_content() -> None:
     assert a.fingerprint() != b.fingerprint()
 
 
-def test_missing_weights_error_names_file_and_where_to_put_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_weights_error_names_file_and_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FIQA_BENCH_WEIGHTS", str(tmp_path / "env"))
-    card = Card(name="m", kind="method", summary="x", weights=(WeightFile("181952backbone.pth", source="the authors' drive"),))
+    card = Card(
+        name="m",
+        kind="method",
+        summary="x",
+        weights=(WeightFile("181952backbone.pth", source="the authors' drive"),),
+    )
     with pytest.raises(MissingWeightsError) as exc:
         resolve_weights(card, weights_dir=tmp_path / "cli")
     msg = str(exc.value)
@@ -74,7 +81,7 @@ def test_explicit_weights_path_must_exist(tmp_path: Path) -> None:
         resolve_weights(card, weights=tmp_path / "nope.pth")
 
 
-PLUGIN_MODULE = '''
+PLUGIN_MODULE = """
 import numpy as np
 from fiqa_bench.registry import Card, register_method
 from fiqa_bench.types import QualityMethod
@@ -86,7 +93,7 @@ CARD = Card(name="tiny_plugin_brightness", kind="method", summary="mean grey lev
 class Tiny(QualityMethod):
     def _raw_batch(self, images, meta):
         return images.reshape(len(images), -1).mean(axis=1) / 255.0
-'''
+"""
 
 
 @pytest.mark.slow
@@ -94,7 +101,8 @@ def test_entry_point_plugin_is_listed_and_runnable(tmp_path: Path) -> None:
     src = tmp_path / "plugin"
     (src / "tiny_fiqa_plugin").mkdir(parents=True)
     (src / "tiny_fiqa_plugin" / "__init__.py").write_text(PLUGIN_MODULE)
-    (src / "pyproject.toml").write_text(textwrap.dedent('''
+    (src / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -105,14 +113,28 @@ def test_entry_point_plugin_is_listed_and_runnable(tmp_path: Path) -> None:
         tiny = "tiny_fiqa_plugin"
         [tool.setuptools]
         packages = ["tiny_fiqa_plugin"]
-    '''))
+    """)
+    )
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(src),
+        ],
         check=True,
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
-    listed = subprocess.run(["fiqa-bench", "list", "methods"], env=env, capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["fiqa-bench", "list", "methods"], env=env, capture_output=True, text=True, check=True
+    )
     assert "tiny_plugin_brightness" in listed.stdout
     code = (
         "import numpy as np, fiqa_bench;"

@@ -33,25 +33,51 @@ def files(tmp_path: Path) -> dict[str, object]:
         while i // 2 == j // 2 or frozenset((int(i), int(j))) in seen:  # same random stream as before
             j = (j + 1) % 40
         seen.add(frozenset((int(i), int(j))))
-        a.append(int(i)), b.append(int(j)), gen.append(False), sim.append(round(float(rng.normal(0.05, 0.1)), 4))
+        (
+            a.append(int(i)),
+            b.append(int(j)),
+            gen.append(False),
+            sim.append(round(float(rng.normal(0.05, 0.1)), 4)),
+        )
     words = {True: ["1", "yes", "True"], False: ["0", "no", "false"]}
-    cmp_rows = [f"{IMAGES[x]},{IMAGES[y]},{s},{words[g][k % 3]},{k % 2}" for k, (x, y, s, g) in enumerate(zip(a, b, sim, gen, strict=True))]
+    cmp_rows = [
+        f"{IMAGES[x]},{IMAGES[y]},{s},{words[g][k % 3]},{k % 2}"
+        for k, (x, y, s, g) in enumerate(zip(a, b, sim, gen, strict=True))
+    ]
     cmp = _write(tmp_path / "comparisons.csv", "image_a,image_b,similarity,genuine,fold", cmp_rows)
     q1 = np.round(rng.random(40), 3)
     q2 = np.round(rng.random(40), 3)
-    f1 = _write(tmp_path / "sharp.csv", "image,quality", [f"{im},{v}" for im, v in zip(IMAGES, q1, strict=True)])
-    f2 = _write(tmp_path / "blur.tsv", "image\tquality", [f"{im}\t{v}" for im, v in zip(IMAGES, q2, strict=True)])
+    f1 = _write(
+        tmp_path / "sharp.csv", "image,quality", [f"{im},{v}" for im, v in zip(IMAGES, q1, strict=True)]
+    )
+    f2 = _write(
+        tmp_path / "blur.tsv", "image\tquality", [f"{im}\t{v}" for im, v in zip(IMAGES, q2, strict=True)]
+    )
     return {
-        "cmp": cmp, "f1": f1, "f2": f2, "a": np.array(a), "b": np.array(b), "sim": np.array(sim),
-        "gen": np.array(gen), "fold": np.arange(len(a)) % 2, "q1": q1, "q2": q2, "dir": tmp_path,
+        "cmp": cmp,
+        "f1": f1,
+        "f2": f2,
+        "a": np.array(a),
+        "b": np.array(b),
+        "sim": np.array(sim),
+        "gen": np.array(gen),
+        "fold": np.arange(len(a)) % 2,
+        "q1": q1,
+        "q2": q2,
+        "dir": tmp_path,
     }
 
 
 def test_evaluate_files_matches_evaluate_and_writes_the_results_folder(files):
     out = files["dir"] / "res"
-    df = evaluate_files(files["cmp"], [files["f1"], f"{files['f2']}:lower"], fmr="1e-2,1e-1", out=out, report=False)
+    df = evaluate_files(
+        files["cmp"], [files["f1"], f"{files['f2']}:lower"], fmr="1e-2,1e-1", out=out, report=False
+    )
     a, b = files["a"], files["b"]
-    pq = {"sharp": np.minimum(files["q1"][a], files["q1"][b]), "blur": np.minimum(-files["q2"][a], -files["q2"][b])}
+    pq = {
+        "sharp": np.minimum(files["q1"][a], files["q1"][b]),
+        "blur": np.minimum(-files["q2"][a], -files["q2"][b]),
+    }
     rows, _ = evaluate(files["sim"], files["gen"], pq, [1e-2, 1e-1])
     assert len(df) == len(rows) == 8
     assert set(df["dataset"]) == {"precomputed"} and set(df["fr_model"]) == {"precomputed"}
@@ -85,10 +111,18 @@ def _bad(files, name: str, text: str) -> Path:
 @pytest.mark.parametrize(
     ("text", "line", "match"),
     [
-        ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,z,0.2,maybe\n", 3, "genuine 'maybe' is not a label"),
+        (
+            "image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,z,0.2,maybe\n",
+            3,
+            "genuine 'maybe' is not a label",
+        ),
         ("image_a,image_b,similarity,genuine\nx,y,high,1\n", 2, "similarity 'high' is not a finite number"),
         ("image_a,image_b,score,genuine\nx,y,0.5,1\n", 1, "missing column"),
-        ("image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,y,0.5,1,extra\n", 3, "has 5 fields where the header has 4"),
+        (
+            "image_a,image_b,similarity,genuine\nx,y,0.5,1\nx,y,0.5,1,extra\n",
+            3,
+            "has 5 fields where the header has 4",
+        ),
         ("image_a,image_b,similarity,genuine\nx,y,0.5,1\n\n,z,0.1,0\n", 4, "empty image_a"),
     ],
 )
@@ -101,7 +135,9 @@ def test_bad_comparisons_name_file_and_line(files, text, line, match):
 
 
 def test_bad_quality_files(files):
-    dup = _bad(files, "dup.csv", "image,quality\n" + "".join(f"{im},0.5\n" for im in IMAGES) + f"{IMAGES[3]},0.7\n")
+    dup = _bad(
+        files, "dup.csv", "image,quality\n" + "".join(f"{im},0.5\n" for im in IMAGES) + f"{IMAGES[3]},0.7\n"
+    )
     with pytest.raises(DataFormatError, match="listed twice") as exc:
         evaluate_files(files["cmp"], [dup], report=False)
     assert exc.value.line == 42
@@ -112,7 +148,11 @@ def test_bad_quality_files(files):
 
 
 def test_missing_image_is_an_error_unless_skipped(files):
-    short = _bad(files, "short.csv", "image,quality\n" + "".join(f"{im},{i / 40}\n" for i, im in enumerate(IMAGES[:-2])))
+    short = _bad(
+        files,
+        "short.csv",
+        "image,quality\n" + "".join(f"{im},{i / 40}\n" for i, im in enumerate(IMAGES[:-2])),
+    )
     with pytest.raises(DataFormatError, match=r"no quality for image 'person19/img\d\.jpg'.*--skip-missing"):
         evaluate_files(files["cmp"], [files["f1"], short], report=False)
     df = evaluate_files(files["cmp"], [files["f1"], short], fmr=[0.1], skip_missing=True, report=False)
@@ -127,7 +167,22 @@ def test_cli_subcommand(files, capsys):
     from fiqa_bench.cli import main
 
     out = files["dir"] / "cli"
-    rc = main(["evaluate", str(files["cmp"]), str(files["f1"]), f"{files['f2']}:lower", "--fmr", "1e-1", "--out", str(out), "--no-report", "--bootstrap", "20", "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            str(files["cmp"]),
+            str(files["f1"]),
+            f"{files['f2']}:lower",
+            "--fmr",
+            "1e-1",
+            "--out",
+            str(out),
+            "--no-report",
+            "--bootstrap",
+            "20",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "sharp" in text and "blur" in text and "ci_low" in text
@@ -155,11 +210,25 @@ def test_cli_protocol_options_name_every_row(files, capsys):
     from fiqa_bench.cli import main
 
     out = files["dir"] / "proto"
-    rc = main([
-        "evaluate", str(files["cmp"]), str(files["f1"]), "--fmr", "1e-1", "--out", str(out), "--no-report", "--quiet",
-        "--protocols", "erc,erc_strict,edc,verification_insightface", "--discard-limit", "0.2,0.3",
-        "--quality-scale", "minmax",
-    ])
+    rc = main(
+        [
+            "evaluate",
+            str(files["cmp"]),
+            str(files["f1"]),
+            "--fmr",
+            "1e-1",
+            "--out",
+            str(out),
+            "--no-report",
+            "--quiet",
+            "--protocols",
+            "erc,erc_strict,edc,verification_insightface",
+            "--discard-limit",
+            "0.2,0.3",
+            "--quality-scale",
+            "minmax",
+        ]
+    )
     assert rc == 0
     import json
 
@@ -177,8 +246,24 @@ def test_cli_protocol_options_name_every_row(files, capsys):
     assert {"protocol", "kind", "fmr", "starting_error"} <= set(curves.columns)
     # starting error instead of FMR targets
     out2 = files["dir"] / "se"
-    assert main(["evaluate", str(files["cmp"]), str(files["f1"]), "--out", str(out2), "--no-report", "--quiet",
-                 "--protocols", "edc", "--starting-error", "0.05"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(files["cmp"]),
+                str(files["f1"]),
+                "--out",
+                str(out2),
+                "--no-report",
+                "--quiet",
+                "--protocols",
+                "edc",
+                "--starting-error",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     res2 = pd.read_csv(out2 / "results.csv")
     assert res2["starting_error"].eq(0.05).all() and res2["fmr"].isna().all()
 
@@ -222,15 +307,29 @@ def test_results_csv_is_byte_identical_for_20_row_orders(tmp_path):
     qi = rng.integers(0, 11, n_img)
     _write(tmp_path / "int.csv", "image,quality", [f"{im},{v}" for im, v in zip(images, qi, strict=True)])
     _write(tmp_path / "const.csv", "image,quality", [f"{im},1" for im in images])
-    _write(tmp_path / "real.csv", "image,quality", [f"{im},{v}" for im, v in zip(images, rng.random(n_img), strict=True)])
+    _write(
+        tmp_path / "real.csv",
+        "image,quality",
+        [f"{im},{v}" for im, v in zip(images, rng.random(n_img), strict=True)],
+    )
     quals = [str(tmp_path / f) for f in ("int.csv", "const.csv", "real.csv")]
     ref = None
     for k in range(20):
         order = np.arange(len(lines)) if k == 0 else rng.permutation(len(lines))
-        cmp = _write(tmp_path / f"cmp{k}.csv", "image_a,image_b,similarity,genuine", [lines[i] for i in order])
+        cmp = _write(
+            tmp_path / f"cmp{k}.csv", "image_a,image_b,similarity,genuine", [lines[i] for i in order]
+        )
         out = tmp_path / f"out{k}"
-        evaluate_files(cmp, quals, fmr="1e-2,1e-1", out=out, report=False, protocols="erc,erc_strict,erc_magface,edc,edc_fm",
-                       discard_limit="0.2,0.3", quality_scale="rank")
+        evaluate_files(
+            cmp,
+            quals,
+            fmr="1e-2,1e-1",
+            out=out,
+            report=False,
+            protocols="erc,erc_strict,erc_magface,edc,edc_fm",
+            discard_limit="0.2,0.3",
+            quality_scale="rank",
+        )
         data = (out / "results.csv").read_bytes()
         if ref is None:
             ref = data

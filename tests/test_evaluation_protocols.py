@@ -24,7 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_evaluation", REPO / "benchmarks" / "bench_evaluation.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_evaluation", REPO / "benchmarks" / "bench_evaluation.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_evaluation"] = mod
     spec.loader.exec_module(mod)
@@ -104,7 +106,12 @@ def test_fmr_below_impostor_resolution_is_flagged():
     assert not e.fmr_resolvable and "below impostor resolution 1/4" in e.note
     rows, _ = evaluate(SIM_A, GEN_A, {"q": Q_A}, [1e-4, 0.25], protocols="erc_strict,edc")
     flags = {(r["protocol"], r["fmr"]): r["fmr_resolvable"] for r in rows}
-    assert flags == {("erc_strict", 1e-4): False, ("edc", 1e-4): False, ("erc_strict", 0.25): True, ("edc", 0.25): True}
+    assert flags == {
+        ("erc_strict", 1e-4): False,
+        ("edc", 1e-4): False,
+        ("erc_strict", 0.25): True,
+        ("edc", 0.25): True,
+    }
 
 
 def test_resolution_lost_while_rejecting_is_noted():
@@ -194,7 +201,12 @@ def test_no_impostor_or_no_genuine_left_counts_as_zero_fnmr_with_a_note():
     ],
 )
 def test_bad_inputs_raise(bad):
-    kw = dict(similarity=np.array([0.1, 0.2, 0.3, 0.4]), genuine=np.array([0, 1, 0, 1]), pair_quality=np.arange(4.0), fmr=0.5)
+    kw = dict(
+        similarity=np.array([0.1, 0.2, 0.3, 0.4]),
+        genuine=np.array([0, 1, 0, 1]),
+        pair_quality=np.arange(4.0),
+        fmr=0.5,
+    )
     kw.update(bad)
     with pytest.raises(EvaluationError):
         erc_recomputed(**kw)
@@ -210,7 +222,9 @@ def fast_erc(sim, gen, q, fmr, fractions=DEFAULT_REJECT_FRACTIONS):
 
     sc = Scores.build(sim, gen)
     fr = np.asarray(fractions, dtype=np.float64)
-    arr = erc_arrays(sc, quality_buckets(np.asarray(q), reject_counts(fr, sc.n)), fr, np.atleast_1d(np.float64(fmr)))
+    arr = erc_arrays(
+        sc, quality_buckets(np.asarray(q), reject_counts(fr, sc.n)), fr, np.atleast_1d(np.float64(fmr))
+    )
     return SimpleNamespace(fnmr=arr.fnmr[0], auc=arr.auc[0], threshold=arr.threshold0[0])
 
 
@@ -236,7 +250,10 @@ def test_fast_equals_straightforward_on_random_data_with_ties():
             limit = float(rng.choice([0.0, 0.1, 0.2, 1.0]))
             norm = bool(rng.random() < 0.5)
             e = edc_fixed(sim, gen, q, f, limit, normalised=norm)
-            for r in (bench.edc_straightforward(sim, gen, q, f, limit, norm), bench.edc_straightforward_cumsum(sim, gen, q, f, limit, norm)):
+            for r in (
+                bench.edc_straightforward(sim, gen, q, f, limit, norm),
+                bench.edc_straightforward_cumsum(sim, gen, q, f, limit, norm),
+            ):
                 np.testing.assert_array_equal(e.fractions, r["x"])
                 np.testing.assert_array_equal(e.fnmr, r["fnmr"])
                 assert e.auc == r["auc"] and e.threshold == r["threshold"]
@@ -288,7 +305,9 @@ def test_reject_fractions_not_starting_at_zero_equal_straightforward():
     rng = np.random.default_rng(21)
     for _ in range(60):
         sim, gen, q = _random_case(rng, int(rng.integers(20, 400)))
-        fr = np.round(np.sort(rng.choice(np.arange(1, 19) * 0.05, size=int(rng.integers(1, 8)), replace=False)), 2)
+        fr = np.round(
+            np.sort(rng.choice(np.arange(1, 19) * 0.05, size=int(rng.integers(1, 8)), replace=False)), 2
+        )
         fmrs = [0.0, 0.01, 0.1, 0.5, 1.0]
         ref = bench.erc_straightforward(sim, gen, q, fmrs, fr)
         for t, f in enumerate(fmrs):
@@ -304,7 +323,9 @@ def test_threshold_search_in_row_blocks_equals_one_block(monkeypatch):
     fr = np.round(np.arange(40) * 0.02, 2)
     fmrs = [1e-3, 0.5, 0.9]
     ref = bench.erc_straightforward(sim, gen, q, fmrs, fr)
-    monkeypatch.setattr(_core, "ROW_BLOCK_ELEMENTS", 2000)  # m ~ FMR x impostors: 1-2 rows per block at 0.5 and 0.9
+    monkeypatch.setattr(
+        _core, "ROW_BLOCK_ELEMENTS", 2000
+    )  # m ~ FMR x impostors: 1-2 rows per block at 0.5 and 0.9
     for t, f in enumerate(fmrs):
         np.testing.assert_array_equal(fast_erc(sim, gen, q, f, fr).fnmr, ref["fnmr"][t])
 
@@ -350,7 +371,6 @@ def test_tie_block_reaching_past_the_running_top_list():
     assert c.fnmr[0] == 1 / 3  # genuine 0.1 <= 0.1
     ref = bench.erc_straightforward(sim, gen, np.arange(len(sim), dtype=float), [0.106], [0.0, 0.02])
     np.testing.assert_array_equal(c.fnmr, ref["fnmr"][0])
-
 
 
 def test_fold_accuracy_hand_computed():

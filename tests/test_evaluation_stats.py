@@ -21,8 +21,22 @@ from fiqa_bench.evaluation import (
 )
 
 ROW_KEYS = {
-    "method", "protocol", "fmr", "auc", "ci_low", "ci_high", "n_pairs", "n_genuine", "n_impostor", "fmr_resolvable",
-    "achieved_fmr", "threshold", "fnmr_at_0", "reject_max", "discard_limit", "note",
+    "method",
+    "protocol",
+    "fmr",
+    "auc",
+    "ci_low",
+    "ci_high",
+    "n_pairs",
+    "n_genuine",
+    "n_impostor",
+    "fmr_resolvable",
+    "achieved_fmr",
+    "threshold",
+    "fnmr_at_0",
+    "reject_max",
+    "discard_limit",
+    "note",
 }
 
 
@@ -56,23 +70,37 @@ def test_evaluate_rows_match_single_curves(data):
         else:
             c = edc_fixed(sim, gen, quals[r["method"]], r["fmr"])
             assert r["discard_limit"] == 0.2 and math.isnan(r["reject_max"])
-        assert (r["auc"], r["threshold"], r["achieved_fmr"], r["fnmr_at_0"]) == (c.auc, c.threshold, c.achieved_fmr, c.fnmr[0])
+        assert (r["auc"], r["threshold"], r["achieved_fmr"], r["fnmr_at_0"]) == (
+            c.auc,
+            c.threshold,
+            c.achieved_fmr,
+            c.fnmr[0],
+        )
         assert r["fmr_resolvable"] is c.fmr_resolvable
-    erc_pts = [p for p in points if p["protocol"] == "erc_strict" and p["method"] == "good" and p["fmr"] == 1e-2]
+    erc_pts = [
+        p for p in points if p["protocol"] == "erc_strict" and p["method"] == "good" and p["fmr"] == 1e-2
+    ]
     assert [p["fraction"] for p in erc_pts] == pytest.approx(np.arange(20) * 0.05)
     edc_pts = [p for p in points if p["protocol"] == "edc" and p["method"] == "good" and p["fmr"] == 1e-2]
     c = edc_fixed(sim, gen, quals["good"], 1e-2)
     # 600 genuine pairs -> 601 steps, more than 501: the step function is sampled on a 501-point grid
     grid = np.array([p["fraction"] for p in edc_pts])
     np.testing.assert_array_equal(grid, np.linspace(0, 1, 501))
-    assert [p["fnmr"] for p in edc_pts] == c.fnmr[np.searchsorted(c.fractions, grid, side="right") - 1].tolist()
+    assert [p["fnmr"] for p in edc_pts] == c.fnmr[
+        np.searchsorted(c.fractions, grid, side="right") - 1
+    ].tolist()
     # fewer steps: the exact steps
     _, few = evaluate(sim[:200], gen[:200], {"good": quals["good"][:200]}, [1e-2], protocols="erc_strict,edc")
     c200 = edc_fixed(sim[:200], gen[:200], quals["good"][:200], 1e-2)
-    assert [(p["fraction"], p["fnmr"]) for p in few if p["protocol"] == "edc"] == list(zip(c200.fractions, c200.fnmr, strict=True))
+    assert [(p["fraction"], p["fnmr"]) for p in few if p["protocol"] == "edc"] == list(
+        zip(c200.fractions, c200.fnmr, strict=True)
+    )
     # The method that follows difficulty beats noise (lower area) in both protocols.
     auc = {(r["method"], r["protocol"]): r["auc"] for r in rows if r["fmr"] == 1e-2}
-    assert auc[("good", "erc_strict")] < auc[("noise", "erc_strict")] and auc[("good", "edc")] < auc[("noise", "edc")]
+    assert (
+        auc[("good", "erc_strict")] < auc[("noise", "erc_strict")]
+        and auc[("good", "edc")] < auc[("noise", "edc")]
+    )
 
 
 def test_edc_points_on_a_grid_when_there_are_many_steps():
@@ -106,9 +134,13 @@ def test_bootstrap_is_seeded_and_contains_the_point_estimate(data):
 
 def test_evaluate_intervals_equal_bootstrap_auc_and_bands_bracket_curves(data):
     sim, gen, quals, folds = data
-    rows, points = evaluate(sim, gen, quals, [1e-2], folds=folds, bootstrap=40, seed=9, protocols="erc,erc_strict,edc")
+    rows, points = evaluate(
+        sim, gen, quals, [1e-2], folds=folds, bootstrap=40, seed=9, protocols="erc,erc_strict,edc"
+    )
     for r in rows:
-        lo, hi, _ = bootstrap_auc(sim, gen, quals[r["method"]], 1e-2, r["protocol"], folds=folds, n=40, seed=9)
+        lo, hi, _ = bootstrap_auc(
+            sim, gen, quals[r["method"]], 1e-2, r["protocol"], folds=folds, n=40, seed=9
+        )
         assert (r["ci_low"], r["ci_high"]) == pytest.approx((lo, hi), rel=1e-12)
         assert r["n_bootstrap"] == 40
     for p in points:
@@ -118,14 +150,32 @@ def test_evaluate_intervals_equal_bootstrap_auc_and_bands_bracket_curves(data):
 
 def test_curve_points_table_equals_the_points_one_by_one(data):
     sim, gen, quals, folds = data
-    _, points = evaluate(sim, gen, quals, [1e-2, 1e-3], folds=folds, bootstrap=10, seed=2, protocols="erc_strict,edc")
+    _, points = evaluate(
+        sim, gen, quals, [1e-2, 1e-3], folds=folds, bootstrap=10, seed=2, protocols="erc_strict,edc"
+    )
     frame = points.assign(dataset="lfw", fr_model="sface").to_frame()
-    assert list(frame.columns) == ["method", "protocol", "kind", "fmr", "starting_error", "fraction", "fnmr", "fnmr_lo", "fnmr_hi", "dataset", "fr_model"]
+    assert list(frame.columns) == [
+        "method",
+        "protocol",
+        "kind",
+        "fmr",
+        "starting_error",
+        "fraction",
+        "fnmr",
+        "fnmr_lo",
+        "fnmr_hi",
+        "dataset",
+        "fr_model",
+    ]
     one_by_one = list(points)
     assert len(frame) == len(points) == len(one_by_one)
     pd.testing.assert_frame_equal(frame, pd.DataFrame(one_by_one))
     # blocks come as (method, protocol, target): the first block is the first method's ERC at 1e-2
-    assert one_by_one[0]["method"] == "good" and one_by_one[0]["protocol"] == "erc_strict" and one_by_one[0]["fmr"] == 1e-2
+    assert (
+        one_by_one[0]["method"] == "good"
+        and one_by_one[0]["protocol"] == "erc_strict"
+        and one_by_one[0]["fmr"] == 1e-2
+    )
 
 
 def test_resamples_stay_inside_folds_and_labels(data):
@@ -140,9 +190,13 @@ def test_resamples_stay_inside_folds_and_labels(data):
 
 def test_paired_bootstrap_identical_and_clearly_better(data):
     sim, gen, quals, folds = data
-    same = paired_bootstrap(sim, gen, quals["good"], quals["good"].copy(), 1e-2, "erc_strict", folds=folds, n=50, seed=1)
+    same = paired_bootstrap(
+        sim, gen, quals["good"], quals["good"].copy(), 1e-2, "erc_strict", folds=folds, n=50, seed=1
+    )
     assert same["diff"] == 0 and same["p_value"] == 1.0 and same["ci_low"] == same["ci_high"] == 0
-    better = paired_bootstrap(sim, gen, quals["good"], quals["noise"], 1e-2, "erc_strict", folds=folds, n=50, seed=1)
+    better = paired_bootstrap(
+        sim, gen, quals["good"], quals["noise"], 1e-2, "erc_strict", folds=folds, n=50, seed=1
+    )
     assert better["diff"] < 0 and better["ci_high"] < 0
     assert better["p_value"] <= 2 / 51 + 1e-12  # better in every resample: 2 (0 + 1) / (50 + 1)
     assert better["auc_a"] == erc_recomputed(sim, gen, quals["good"], 1e-2).auc and better["n"] == 50
@@ -168,7 +222,9 @@ def test_cosine_similarity_pairs_chunked():
     unit = emb.astype(np.float64) / np.linalg.norm(emb.astype(np.float64), axis=1, keepdims=True)
     expected = (unit[a] * unit[b]).sum(axis=1)
     np.testing.assert_allclose(cosine_similarity_pairs(emb, a, b), expected, atol=1e-6)
-    np.testing.assert_array_equal(cosine_similarity_pairs(emb, a, b, chunk=7), cosine_similarity_pairs(emb, a, b))
+    np.testing.assert_array_equal(
+        cosine_similarity_pairs(emb, a, b, chunk=7), cosine_similarity_pairs(emb, a, b)
+    )
     bad = emb.copy()
     bad[3] = 0
     with pytest.raises(EvaluationError, match="zero or non-finite norm"):

@@ -67,7 +67,16 @@ def test_preflight_lists_everything_missing_at_once(tmp_path: Path, capsys) -> N
 
 def test_weights_for_a_name_not_in_the_run_is_refused_with_did_you_mean(tmp_path: Path, capsys) -> None:
     rc, err = _run(
-        ["run", "--methods", "sharpness", "--weights", "arcfce_r50=/x.pth", "--out", str(tmp_path / "o"), "--quiet"],
+        [
+            "run",
+            "--methods",
+            "sharpness",
+            "--weights",
+            "arcfce_r50=/x.pth",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
         capsys,
     )
     assert rc == 2 and "'arcfce_r50' is not a method or FR model of this run" in err and "arcface_r50" in err
@@ -75,7 +84,16 @@ def test_weights_for_a_name_not_in_the_run_is_refused_with_did_you_mean(tmp_path
 
 def test_named_methods_fitting_no_model_are_all_listed_before_work(tmp_path: Path, capsys) -> None:
     rc, err = _run(
-        ["run", "--methods", "sharpness,grafiqs,faceqan", "--models", "sface", "--out", str(tmp_path / "o"), "--quiet"],
+        [
+            "run",
+            "--methods",
+            "sharpness,grafiqs,faceqan",
+            "--models",
+            "sface",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
         capsys,
     )
     assert rc == 2 and "grafiqs" in err and "faceqan" in err and "nothing was computed" in err
@@ -101,19 +119,26 @@ def test_nan_weights_name_the_file_and_tensor(tmp_path: Path) -> None:
 
     path = tmp_path / "181952backbone.pth"
     torch.save({"conv1.weight": torch.ones(2), "fc.weight": torch.tensor([1.0, float("nan")])}, path)
-    with pytest.raises(CheckpointError, match=r"181952backbone\.pth: 1 tensor\(s\) hold NaN or inf values \(first: fc\.weight\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"181952backbone\.pth: 1 tensor\(s\) hold NaN or inf values \(first: fc\.weight\)",
+    ):
         read_checkpoint(path)
 
 
 # -- dependencies ------------------------------------------------------------------------------------------------
 
 
-def test_installed_but_broken_differs_from_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_installed_but_broken_differs_from_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pkg = tmp_path / "fiqa_broken_pkg_xyz"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("import fiqa_missing_dep_abc\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(BrokenDependencyError, match=r"installed but fails to import.*pip install fiqa_missing_dep_abc"):
+    with pytest.raises(
+        BrokenDependencyError, match=r"installed but fails to import.*pip install fiqa_missing_dep_abc"
+    ):
         import_optional("fiqa_broken_pkg_xyz", "a detector", "fiqa-broken-pkg", "pip install fiqa-broken-pkg")
     with pytest.raises(MissingDependencyError, match="which is not installed"):
         import_optional("fiqa_absent_pkg_xyz", "a detector", "fiqa-absent-pkg", "pip install fiqa-absent-pkg")
@@ -123,7 +148,9 @@ def test_facenet_runtime_imports_are_declared() -> None:
     """facenet-pytorch is installed --no-deps: what it imports at run time must be a declared dependency."""
     import tomllib
 
-    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "dependencies"
+    ]
     names = {d.split("=")[0].split(">")[0].split("<")[0].strip().lower() for d in deps}
     assert {"requests", "pillow", "torchvision", "opencv-python-headless", "tqdm", "numpy"} <= names
 
@@ -144,7 +171,9 @@ def test_no_face_photo_scores_worst_on_landmark_measures(lfw_dir: Path, tmp_path
     names = [p.name for p in photos] + ["wall.jpg"]
     rows = [f"{names[i]},{names[(i + 1) % len(names)]},0" for i in range(len(names))]
     (tmp_path / "pairs.csv").write_text("image_a,image_b,genuine\n" + "\n".join(rows) + "\n")
-    data = fiqa_bench.get_dataset(f"pairs:{tmp_path / 'pairs.csv'}", images="imgs", cache_dir=str(tmp_path / "c")).load(progress=False)
+    data = fiqa_bench.get_dataset(
+        f"pairs:{tmp_path / 'pairs.csv'}", images="imgs", cache_dir=str(tmp_path / "c")
+    ).load(progress=False)
     wall_i = data.faces.ids.index("wall.jpg")
     assert np.isnan(data.faces.meta["landmarks"][wall_i]).all()  # the stand-in landmarks are not "measured"
     images = np.stack([data.faces.loader(i) for i in range(len(data.faces))])
@@ -168,12 +197,16 @@ def test_resized_photos_are_detected_as_not_aligned(lfw_dir: Path, tmp_path: Pat
     folder = tmp_path / "small"
     folder.mkdir()
     for p in photos:
-        cv2.imwrite(str(folder / p.name), cv2.resize(cv2.imread(str(p)), (112, 112), interpolation=cv2.INTER_AREA))
+        cv2.imwrite(
+            str(folder / p.name), cv2.resize(cv2.imread(str(p)), (112, 112), interpolation=cv2.INTER_AREA)
+        )
     rows = [f"{photos[i].name},{photos[i + 1].name},0" for i in range(len(photos) - 1)]
     (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
     spec = f"pairs:{tmp_path / 'pairs.csv'}"
     with caplog.at_level(logging.WARNING, logger="fiqa_bench.datasets"):
-        auto = fiqa_bench.get_dataset(spec, images="small", cache_dir=str(tmp_path / "c")).load(progress=False)
+        auto = fiqa_bench.get_dataset(spec, images="small", cache_dir=str(tmp_path / "c")).load(
+            progress=False
+        )
     assert not auto.aligned and "not aligned to the ArcFace template" in caplog.text  # re-aligned, said so
     assert auto.info["alignment_offset_px"] > 5
     caplog.clear()
@@ -214,8 +247,13 @@ def test_huge_photo_face_is_found_on_a_downscaled_copy(lfw_dir: Path) -> None:
         (["--set", "epochs=2.5"], "--set epochs=2.5: expected a number (an integer)"),
     ],
 )
-def test_bad_training_settings_are_one_line_errors(flags: list[str], expect: str, tmp_path: Path, capsys) -> None:
-    rc, err = _run(["train", "--config", "crfiqa_s", "--data", "synthetic:64:4", "--out", str(tmp_path / "t"), *flags], capsys)
+def test_bad_training_settings_are_one_line_errors(
+    flags: list[str], expect: str, tmp_path: Path, capsys
+) -> None:
+    rc, err = _run(
+        ["train", "--config", "crfiqa_s", "--data", "synthetic:64:4", "--out", str(tmp_path / "t"), *flags],
+        capsys,
+    )
     assert rc == 2 and expect in err and "Traceback" not in err
 
 
@@ -247,11 +285,15 @@ class _BadRecords(torch.utils.data.Dataset):
         from fiqa_bench.errors import DataFormatError
 
         if i == 3:
-            raise DataFormatError("/data/train.rec", "record key 3 holds no decodable image", "pack the set again")
+            raise DataFormatError(
+                "/data/train.rec", "record key 3 holds no decodable image", "pack the set again"
+            )
         return torch.zeros(2)
 
 
 def test_cli_is_importable_without_side_effects() -> None:
     """Guard for the subprocess-based tests above: the CLI module runs as a script."""
-    out = subprocess.run([sys.executable, "-m", "fiqa_bench.cli", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fiqa_bench.cli", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("fiqa-bench")

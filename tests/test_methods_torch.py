@@ -74,7 +74,9 @@ def test_crfiqa_l_published_file_name_round_trip(tmp_path, faces):
         _, qs = model(_normalise(ims))
     expected = qs.reshape(-1).double().numpy()
     by_path = fb.get_method("crfiqa_l", weights=path, device="cpu").score(ims)
-    by_name = fb.get_method("crfiqa_l", weights_dir=tmp_path, device="cpu").score(ims)  # found by its published name
+    by_name = fb.get_method("crfiqa_l", weights_dir=tmp_path, device="cpu").score(
+        ims
+    )  # found by its published name
     assert np.isfinite(expected).all()
     assert np.array_equal(by_path, by_name)
     assert np.allclose(by_path, expected, rtol=1e-3, atol=1e-5)  # 100 layers: float32 summation order
@@ -186,7 +188,9 @@ def test_grafiqs_degradations_on_bn_calibrated_model(r18, faces):
     raise the gradient magnitude for a clear majority. (JPEG and darkening do not reach 0.7 with this
     random-weight stand-in; a trained model is needed to say more - see the report.)"""
     ims = faces[:12]
-    m = fb.get_method("grafiqs", fr_model=r18, variant="layer4")  # cheapest backward; same fractions as "image" here
+    m = fb.get_method(
+        "grafiqs", fr_model=r18, variant="layer4"
+    )  # cheapest backward; same fractions as "image" here
     q = m.score(ims)
     for deg in ("blur", "downscale", "occlude_eyes", "noise"):
         frac = float((m.score(D.apply(deg, ims)) < q).mean())

@@ -30,7 +30,12 @@ PROTOCOL_SLUGS = (ERC, EDC)
 def report_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A simulated results folder (real evaluation core, the one results writer) and its first report."""
     folder = make_results_folder(
-        tmp_path_factory.mktemp("results"), datasets=DATASETS, fr_models=FR_MODELS, fmrs=FMRS, bootstrap=30, seed=1
+        tmp_path_factory.mktemp("results"),
+        datasets=DATASETS,
+        fr_models=FR_MODELS,
+        fmrs=FMRS,
+        bootstrap=30,
+        seed=1,
     )
     paths = write_report(folder)
     digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
@@ -67,7 +72,11 @@ def test_regeneration_is_byte_identical(report_run: dict, tmp_path: Path) -> Non
     shutil.copytree(report_run["folder"], copy, ignore=shutil.ignore_patterns("report"))
     other = write_report(copy)
     assert sorted(p.name for p in other) == sorted(report_run["digests"])
-    diff = [p.name for p in other if hashlib.sha256(p.read_bytes()).hexdigest() != report_run["digests"].get(p.name)]
+    diff = [
+        p.name
+        for p in other
+        if hashlib.sha256(p.read_bytes()).hexdigest() != report_run["digests"].get(p.name)
+    ]
     assert diff == []
 
 
@@ -122,7 +131,12 @@ def test_latex_bold_best_and_underline_second_per_column(report_run: dict) -> No
     for protocol, name in ((ERC, "erc"), (EDC, "edc")):
         tex = (out / f"table_{protocol}_fmr3e-3.tex").read_text()
         subs, methods, refs = _parse_table(tex)
-        assert set(refs) == {"oracle", "random"} and set(methods) == {"crfiqa_l", "serfiq", "face_norm", "sharpness"}
+        assert set(refs) == {"oracle", "random"} and set(methods) == {
+            "crfiqa_l",
+            "serfiq",
+            "face_norm",
+            "sharpness",
+        }
         assert len(subs) == len(DATASETS) * len(FR_MODELS)
         assert "Reference lines" in tex and tex.count("\\midrule") == 2
         for j in range(len(subs)):
@@ -138,7 +152,13 @@ def test_latex_bold_best_and_underline_second_per_column(report_run: dict) -> No
         r = res.results
         cols = [(ds, fr) for ds in sorted(DATASETS) for fr in sorted(FR_MODELS)]
         for j, (ds, fr) in enumerate(cols):
-            sel = r[(r.dataset == ds) & (r.fr_model == fr) & (r.protocol == name) & (r.fmr == 3e-3) & ~r.reference_line]
+            sel = r[
+                (r.dataset == ds)
+                & (r.fr_model == fr)
+                & (r.protocol == name)
+                & (r.fmr == 3e-3)
+                & ~r.reference_line
+            ]
             best = sel.loc[sel["auc"].idxmin(), "method"]
             assert "\\textbf{" in methods[best][j]
 
@@ -149,7 +169,11 @@ def test_latex_caption_states_protocol_pairs_ci_and_resolution_warning(report_ru
     edc = (out / f"table_{EDC}_fmr3e-3.tex").read_text()
     # Protocol name, title, parameters and FMR in every caption; the reject fractions are the recorded ones.
     assert "AUC of ERC (erc: CR-FIQA reference rule), FMR $3\\cdot 10^{-3}$" in erc
-    assert "reject fractions 0 to 0.95 in steps of 0.05" in erc and "On the retained pairs" in erc and "trapezoid" in erc
+    assert (
+        "reject fractions 0 to 0.95 in steps of 0.05" in erc
+        and "On the retained pairs" in erc
+        and "trapezoid" in erc
+    )
     assert "CR-FIQA reference code" in erc  # the source program
     assert "pAUC of EDC (edc: Schlett FNM-EDC), discard limit 0.2, FMR $3\\cdot 10^{-3}$" in edc
     assert "Threshold fixed once on all pairs" in edc and "stepwise" in edc
@@ -164,13 +188,18 @@ def test_latex_caption_states_protocol_pairs_ci_and_resolution_warning(report_ru
 def test_latex_compiles_with_pdflatex(report_run: dict, tmp_path: Path) -> None:
     if shutil.which("pdflatex") is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("pdflatex not found; CI must install texlive-latex-base and texlive-latex-recommended")
+            pytest.fail(
+                "pdflatex not found; CI must install texlive-latex-base and texlive-latex-recommended"
+            )
         pytest.skip("pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)")
     work = tmp_path / "tex"
     shutil.copytree(_report_dir(report_run), work)
     proc = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report_tables.tex"],
-        cwd=work, capture_output=True, text=True, timeout=120,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (work / "report_tables.pdf").read_bytes().startswith(b"%PDF")
@@ -197,7 +226,11 @@ def test_style_map_is_deterministic_and_consistent_across_figures(report_run: di
                 out[label] = (line.get_color(), line.get_marker(), str(line.get_linestyle()))
         for leg in fig.legends:
             for line, text in zip(leg.legend_handles, leg.get_texts(), strict=True):
-                out[text.get_text().split(" (")[0]] = (line.get_color(), line.get_marker(), str(line.get_linestyle()))
+                out[text.get_text().split(" (")[0]] = (
+                    line.get_color(),
+                    line.get_marker(),
+                    str(line.get_linestyle()),
+                )
         plt.close(fig)
         return out
 
@@ -221,7 +254,9 @@ def test_html_is_self_contained(report_run: dict) -> None:
 def test_markdown_summary_has_datasets_tables_and_warnings(report_run: dict) -> None:
     md = (_report_dir(report_run) / "summary.md").read_text()
     assert "| lfw | simulated (900 pairs) | 900 | 900 | 450 | 450 | 1 |" in md
-    assert "FMR target 3e-3 is below the resolution of cfp_fp with sface (200 impostor pairs, 1/n = 0.005)" in md
+    assert (
+        "FMR target 3e-3 is below the resolution of cfp_fp with sface (200 impostor pairs, 1/n = 0.005)" in md
+    )
     assert "resolution of lfw" not in md
     assert "### ERC (erc: CR-FIQA reference rule), FMR 3e-3" in md and "(reference)" in md and "**" in md
     assert "no face detected" in md  # skipped items listed
@@ -232,7 +267,9 @@ def test_markdown_summary_has_datasets_tables_and_warnings(report_run: dict) -> 
 
     with np.load(report_run["folder"] / "pairs" / "lfw__sface.npz") as z:
         mean, std = fold_accuracy(z["similarity"], z["genuine"], z["fold"])
-    assert "## Verification" in md and f"| lfw | sface | 900 | 3 | {100 * mean:.2f}% ± {100 * std:.2f} |" in md
+    assert (
+        "## Verification" in md and f"| lfw | sface | 900 | 3 | {100 * mean:.2f}% ± {100 * std:.2f} |" in md
+    )
 
 
 def test_report_cli_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

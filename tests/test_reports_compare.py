@@ -16,7 +16,11 @@ from fiqa_bench.errors import FiqaError
 @pytest.fixture(scope="session")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_results_folder(
-        tmp_path_factory.mktemp("cmp"), datasets={"lfw": 600, "agedb": 400}, fr_models=("sface",), fmrs=(1e-2,), seed=3
+        tmp_path_factory.mktemp("cmp"),
+        datasets={"lfw": 600, "agedb": 400},
+        fr_models=("sface",),
+        fmrs=(1e-2,),
+        seed=3,
     )
 
 
@@ -36,13 +40,21 @@ def test_identical_methods_give_zero_difference_and_p_one(saved: Path) -> None:
     table = compare(saved, "serfiq", "serfiq", n=40, seed=0)
     assert len(table) == 2 * 2  # 2 datasets x 1 FR model x 1 FMR x 2 protocols
     assert set(table["protocol"]) == {"erc", "edc"}
-    assert np.allclose(table["diff"], 0.0) and np.allclose(table["ci_low"], 0.0) and np.allclose(table["ci_high"], 0.0)
+    assert (
+        np.allclose(table["diff"], 0.0)
+        and np.allclose(table["ci_low"], 0.0)
+        and np.allclose(table["ci_high"], 0.0)
+    )
     assert (table["p_value"] > 0.99).all()
     assert np.allclose(table["auc_a"], table["auc_b"])
     # The AUC being tested is the one in the table (same protocol settings).
     res = pd.read_csv(saved / "results.csv")
     for rec in table.to_dict("records"):
-        row = res[(res.dataset == rec["dataset"]) & (res.protocol.str.upper() == rec["protocol"].upper()) & (res.method == "serfiq")]
+        row = res[
+            (res.dataset == rec["dataset"])
+            & (res.protocol.str.upper() == rec["protocol"].upper())
+            & (res.method == "serfiq")
+        ]
         assert rec["auc_a"] == pytest.approx(float(row["auc"].iloc[0]), rel=1e-9, abs=1e-12)
 
 
@@ -50,7 +62,21 @@ def test_compare_cli_prints_and_writes_csv(saved: Path, capsys: pytest.CaptureFi
     pytest.importorskip("fiqa_bench.evaluation", reason="paired bootstrap lives in the evaluation engine")
     from fiqa_bench.cli import main
 
-    rc = main(["compare", "crfiqa_l", "sharpness", "--results", str(saved), "--dataset", "lfw", "--protocol", "erc", "--n", "60"])
+    rc = main(
+        [
+            "compare",
+            "crfiqa_l",
+            "sharpness",
+            "--results",
+            str(saved),
+            "--dataset",
+            "lfw",
+            "--protocol",
+            "erc",
+            "--n",
+            "60",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "p-value" in out and "95% CI" in out and "AUC crfiqa_l" in out

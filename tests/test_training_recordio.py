@@ -193,7 +193,9 @@ def test_pack_align_counts_failures(lfw_dir: Path, tmp_path: Path) -> None:
         pack_folder(src, tmp_path / "strict", align=True, progress=False)
     counts = pack_folder(src, tmp_path / "out", align=True, progress=False, skip_bad=True)
     assert counts == {"images": 2, "classes": 1, "skipped": 1}
-    assert "blank.png\tundecodable: is not an image file" in (tmp_path / "out" / "pack_skipped.txt").read_text()
+    assert (
+        "blank.png\tundecodable: is not an image file" in (tmp_path / "out" / "pack_skipped.txt").read_text()
+    )
     (src / person.name / "blank.png").unlink()
     with pytest.raises(DataFormatError, match="not an aligned 112x112 face"):
         pack_folder(src, tmp_path / "out2", progress=False)

@@ -120,7 +120,9 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise FiqaError(f"training config: {key} = {v!r} must be a number.")
         if v < bound or (strict and v == bound):
             rel = ">" if strict else ">="
-            raise FiqaError(f"training config: {key} = {v!r} must be {rel} {bound:g} (set it with --set {key}=VALUE or its flag).")
+            raise FiqaError(
+                f"training config: {key} = {v!r} must be {rel} {bound:g} (set it with --set {key}=VALUE or its flag)."
+            )
     if "dropout" in cfg and not 0 <= cfg["dropout"] < 1:
         raise FiqaError(f"training config: dropout = {cfg['dropout']!r} must be in [0, 1).")
     return cfg

@@ -77,7 +77,8 @@ class RecordIOFaceDataset(Dataset):
                 ) from None
             if n < max(n_ident, 1):
                 raise DataFormatError(
-                    prop, f"says {n} classes but {self.reader.rec_path.name} holds {n_ident} identity records",
+                    prop,
+                    f"says {n} classes but {self.reader.rec_path.name} holds {n_ident} identity records",
                     f"write {n_ident} as its first number (or delete it: the count is then read from the data)",
                 )
             return n
@@ -99,7 +100,9 @@ class RecordIOFaceDataset(Dataset):
         rgb, why = decode_checked(data)
         if rgb is None:
             raise DataFormatError(
-                self.reader.rec_path, f"record key {key} holds no decodable image: it {why}", "pack the set again"
+                self.reader.rec_path,
+                f"record key {key} holds no decodable image: it {why}",
+                "pack the set again",
             )
         if rgb.shape[:2] != (STORED_SIZE, STORED_SIZE):
             raise DataFormatError(
@@ -300,5 +303,7 @@ def worker_errors(loader: Iterable[T]) -> Iterator[T]:
             if not (isinstance(cls, type) and issubclass(cls, errors.FiqaError)):
                 raise
             last = text.rstrip().splitlines()[-1]
-            raise errors.FiqaError(last.split(": ", 1)[1] if last.startswith("fiqa_bench.errors.") else last) from None
+            raise errors.FiqaError(
+                last.split(": ", 1)[1] if last.startswith("fiqa_bench.errors.") else last
+            ) from None
         yield item

@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
-        "--skip-bad", action="store_true",
+        "--skip-bad",
+        action="store_true",
         help="leave out empty or undecodable images (listed in OUT/pack_skipped.txt) instead of stopping",
     )
 
@@ -93,7 +94,9 @@ def pack_folder(
             if rgb is None:
                 if not skip_bad:
                     raise DataFormatError(
-                        path, why, "replace or remove the image, or pass --skip-bad to leave it out (listed in pack_skipped.txt)"
+                        path,
+                        why,
+                        "replace or remove the image, or pass --skip-bad to leave it out (listed in pack_skipped.txt)",
                     )
                 skipped.append(f"{path}\tundecodable: {why}")
                 continue

@@ -75,7 +75,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers per process")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
-    p.add_argument("--resume", help="a <step>state.pt file, or 'auto' = the latest readable one in --out (a damaged newer one is reported and skipped)")
+    p.add_argument(
+        "--resume",
+        help="a <step>state.pt file, or 'auto' = the latest readable one in --out (a damaged newer one is reported and skipped)",
+    )
     p.add_argument(
         "--verify-dir", help="folder holding <name>.bin verification sets (default: the data folder)"
     )
@@ -227,13 +230,26 @@ def _set_rng_state(state: dict[str, Any], device: Any) -> None:
 
 
 STATE_NAME = re.compile(r"^(\d+)state\.pt$")
-STATE_KEYS = ("backbone", "head", "optimizer", "scaler", "step", "epoch", "batch_in_epoch", "rng", "world_size", "batch_size")
+STATE_KEYS = (
+    "backbone",
+    "head",
+    "optimizer",
+    "scaler",
+    "step",
+    "epoch",
+    "batch_in_epoch",
+    "rng",
+    "world_size",
+    "batch_size",
+)
 
 
 def state_files(out: Path) -> list[Path]:
     """``<step>state.pt`` files in ``out``, newest step first; other names (``beststate.pt``,
     temporary files) are not states and are ignored."""
-    found = [(int(m.group(1)), p) for p in out.glob("*state.pt") if (m := STATE_NAME.match(p.name)) and p.is_file()]
+    found = [
+        (int(m.group(1)), p) for p in out.glob("*state.pt") if (m := STATE_NAME.match(p.name)) and p.is_file()
+    ]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -251,7 +267,9 @@ def load_resume_state(resume: str, out: Path, device: Any) -> tuple[dict[str, An
     auto = resume == "auto"
     candidates = state_files(out) if auto else [Path(resume)]
     if not candidates or not candidates[0].is_file():
-        raise CheckpointError(f"--resume {resume}: no <step>state.pt found{' in ' + str(out) if auto else ''}")
+        raise CheckpointError(
+            f"--resume {resume}: no <step>state.pt found{' in ' + str(out) if auto else ''}"
+        )
     problems = []
     for path in candidates:
         try:
@@ -266,7 +284,9 @@ def load_resume_state(resume: str, out: Path, device: Any) -> tuple[dict[str, An
                     "Fix: resume from an earlier <step>state.pt, or use --resume auto."
                 ) from None
             problems.append(f"{path.name} ({why})")
-            log.warning("resume: %s is truncated or corrupt (%s); falling back to the previous state", path, why)
+            log.warning(
+                "resume: %s is truncated or corrupt (%s); falling back to the previous state", path, why
+            )
             continue
         return state, path
     raise CheckpointError(

@@ -40,14 +40,18 @@ def check_pairs(similarity: np.ndarray, genuine: np.ndarray) -> tuple[np.ndarray
         sim = sim.astype(np.float64)
     gen = np.asarray(genuine)
     if gen.shape != sim.shape:
-        raise EvaluationError(f"genuine has shape {gen.shape} but similarity has {sim.shape}; give one label per pair")
+        raise EvaluationError(
+            f"genuine has shape {gen.shape} but similarity has {sim.shape}; give one label per pair"
+        )
     if gen.dtype != bool:
         if not np.isin(gen, (0, 1)).all():
             raise EvaluationError("genuine must be boolean or 0/1 (1 = same identity)")
         gen = gen.astype(bool)
     if not all_finite(sim):
         bad = ~np.isfinite(sim)
-        raise EvaluationError(f"{int(bad.sum())} similarity score(s) are NaN or infinite (first at pair {int(np.argmax(bad))})")
+        raise EvaluationError(
+            f"{int(bad.sum())} similarity score(s) are NaN or infinite (first at pair {int(np.argmax(bad))})"
+        )
     n_gen = int(np.count_nonzero(gen))
     if n_gen == 0 or n_gen == len(gen):
         kind = "genuine" if n_gen == 0 else "impostor"
@@ -66,7 +70,9 @@ def check_quality(quality: np.ndarray, n: int, name: str = "pair_quality") -> np
         q = q.astype(np.float64)
     if not all_finite(q):
         bad = ~np.isfinite(q)
-        raise EvaluationError(f"{name}: {int(bad.sum())} pair quality value(s) are NaN or infinite (first at pair {int(np.argmax(bad))})")
+        raise EvaluationError(
+            f"{name}: {int(bad.sum())} pair quality value(s) are NaN or infinite (first at pair {int(np.argmax(bad))})"
+        )
     return q
 
 
@@ -203,7 +209,9 @@ def nearest_fmr_thresholds(neg: np.ndarray, fmrs: np.ndarray) -> tuple[np.ndarra
 ROW_BLOCK_ELEMENTS = 1 << 22  # fraction rows x m kept ranks answered at once (32 MB of int64)
 
 
-def suffix_thresholds(sc: Scores, bucket: np.ndarray, n_imp: np.ndarray, fmrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def suffix_thresholds(
+    sc: Scores, bucket: np.ndarray, n_imp: np.ndarray, fmrs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """ERC thresholds for every reject fraction: (c, thr), each fractions x targets (c = -1, thr NaN
     where no impostor remains). Same rule (``nearest_counts``) on the remaining impostors.
 
@@ -243,7 +251,9 @@ def suffix_thresholds(sc: Scores, bucket: np.ndarray, n_imp: np.ndarray, fmrs: n
                 rows = np.arange(i, i + len(tops))
                 keep = n_imp[rows] > 0
                 if keep.any():
-                    done = _thresholds_from_tops(sc, tops[::-1], rows[keep], n_imp[rows[keep]], x_all[rows[keep]], m)
+                    done = _thresholds_from_tops(
+                        sc, tops[::-1], rows[keep], n_imp[rows[keep]], x_all[rows[keep]], m
+                    )
                     if done is None:
                         complete = False
                         break

@@ -49,7 +49,9 @@ class Curve:
     n_impostor: int = 0
     discard_limit: float = float("nan")  # EDC only
     normalised: bool = False  # EDC: auc has the ideal curve's area max(0, e0 - x) subtracted
-    starting_error: float | None = None  # EDC: threshold fixed from this genuine-score quantile instead of an FMR
+    starting_error: float | None = (
+        None  # EDC: threshold fixed from this genuine-score quantile instead of an FMR
+    )
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -105,10 +107,15 @@ def erc_note(fmr: float, n_imp: np.ndarray, n_gen: np.ndarray, fractions: np.nda
                 f"FMR {fmt_fmr(fmr)} unresolved from reject fraction {fractions[short[0]]:.2f} "
                 f"(fewer than {int(np.ceil(1 / fmr))} impostors left)"
             )
-    for counts, what, why in ((n_imp, "impostor", "no FMR to fix a threshold"), (n_gen, "genuine", "nothing to reject wrongly")):
+    for counts, what, why in (
+        (n_imp, "impostor", "no FMR to fix a threshold"),
+        (n_gen, "genuine", "nothing to reject wrongly"),
+    ):
         empty = np.flatnonzero(counts == 0)
         if len(empty):
-            parts.append(f"no {what} pair left from reject fraction {fractions[empty[0]]:.2f} ({why}): FNMR taken as 0 there")
+            parts.append(
+                f"no {what} pair left from reject fraction {fractions[empty[0]]:.2f} ({why}): FNMR taken as 0 there"
+            )
     return "; ".join(parts)
 
 
@@ -331,7 +338,13 @@ def edc_fixed(
 
 
 def edc_curve(
-    res: EdcArrays, t: int, fmr: float, limit: float, normalised: bool, sc: Scores, starting_error: float | None = None
+    res: EdcArrays,
+    t: int,
+    fmr: float,
+    limit: float,
+    normalised: bool,
+    sc: Scores,
+    starting_error: float | None = None,
 ) -> Curve:
     achieved = float(res.accepted[t] / sc.n_imp)
     return Curve(

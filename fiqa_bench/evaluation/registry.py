@@ -166,7 +166,9 @@ def protocols_markdown(differences: dict[str, str] | None = None) -> str:
     """A Markdown table of the registered protocols (name, kind, source, rule), for README and reports.
     ``differences``: optional text per protocol name for a last column (e.g. measured AUC difference
     from erc_strict)."""
-    head = "| protocol | kind | source program | rule |" + (" difference from erc_strict |" if differences else "")
+    head = "| protocol | kind | source program | rule |" + (
+        " difference from erc_strict |" if differences else ""
+    )
     sep = "|---|---|---|---|" + ("---|" if differences else "")
     lines = [head, sep]
     for c in protocol_cards():
