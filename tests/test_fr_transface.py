@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _vit_reference import encode, patch_tokens
 from fiqa_bench.fr_models.transface import TransFace
 
 import fiqa_bench
@@ -80,31 +81,8 @@ def ckpt(tmp_path_factory) -> Path:
 
 def _reference(state: dict[str, torch.Tensor], x: torch.Tensor, heads: int = 8) -> torch.Tensor:
     """backbones/vit.py forward (eval) written functionally, SDPA attention; returns the embedding."""
-    t = (
-        F.conv2d(x, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=9)
-        .flatten(2)
-        .transpose(1, 2)
-    )
-    t = t + state["pos_embed"]
-    b, n, d = t.shape
-    for i in range(DEPTH):
-        p = f"blocks.{i}."
-        h = F.layer_norm(t, (d,), state[p + "norm1.weight"], state[p + "norm1.bias"])
-        q, k, v = (
-            (h @ state[p + "attn.qkv.weight"].T).reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-        )
-        t = t + F.linear(
-            F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d),
-            state[p + "attn.proj.weight"],
-            state[p + "attn.proj.bias"],
-        )
-        h = F.layer_norm(t, (d,), state[p + "norm2.weight"], state[p + "norm2.bias"])
-        t = t + F.linear(
-            F.relu6(F.linear(h, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"])),
-            state[p + "mlp.fc2.weight"],
-            state[p + "mlp.fc2.bias"],
-        )
-    t = F.layer_norm(t, (d,), state["norm.weight"], state["norm.bias"])
+    t = encode(state, patch_tokens(state, x) + state["pos_embed"], DEPTH, heads)
+    b = len(t)
     w = torch.sigmoid(F.relu(t.reshape(b, -1) @ state["senet.0.weight"].T) @ state["senet.2.weight"].T)
     z = (w.unsqueeze(-1) * t).reshape(b, -1)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _vit_reference import encode, patch_tokens
 from fiqa_bench.methods.vitfiqa import ViTQualityToken
 
 import fiqa_bench
@@ -74,25 +75,13 @@ def ckpt(tmp_path_factory) -> Path:
 
 def _reference_quality(state: dict[str, torch.Tensor], x: torch.Tensor, heads: int = 8) -> torch.Tensor:
     """The forward of backbones/vit_qs.py (mode token) written functionally, with SDPA attention."""
-    t = (
-        F.conv2d(x, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=9)
-        .flatten(2)
-        .transpose(1, 2)
+    tokens = patch_tokens(state, x)
+    t = encode(
+        state,
+        torch.cat([state["qs_token"].expand(len(x), -1, -1), tokens], 1) + state["pos_embed"],
+        DEPTH,
+        heads,
     )
-    t = torch.cat([state["qs_token"].expand(len(x), -1, -1), t], 1) + state["pos_embed"]
-    b, n, d = t.shape
-    for i in range(DEPTH):
-        p = f"blocks.{i}."
-        h = F.layer_norm(t, (d,), state[p + "norm1.weight"], state[p + "norm1.bias"])
-        q, k, v = (
-            (h @ state[p + "attn.qkv.weight"].T).reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
-        )
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
-        t = t + F.linear(a, state[p + "attn.proj.weight"], state[p + "attn.proj.bias"])
-        h = F.layer_norm(t, (d,), state[p + "norm2.weight"], state[p + "norm2.bias"])
-        h = F.relu6(F.linear(h, state[p + "mlp.fc1.weight"], state[p + "mlp.fc1.bias"]))
-        t = t + F.linear(h, state[p + "mlp.fc2.weight"], state[p + "mlp.fc2.bias"])
-    t = F.layer_norm(t, (d,), state["norm.weight"], state["norm.bias"])
     s = "head_qs.0."
     qs = F.batch_norm(
         t[:, 0],
